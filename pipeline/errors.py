@@ -1,0 +1,25 @@
+"""The project's error types: each message says what was expected, what came, and how to fix it."""
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+
+class RLEError(PipelineError):
+    """A brush RLE stream that cannot be decoded or a mask that cannot be encoded."""
+
+
+class ResultError(PipelineError):
+    """A Label Studio result (region) that cannot be turned into a label map."""
+
+
+class LabelStudioError(PipelineError):
+    """Label Studio could not be reached, refused the request or answered nonsense."""
+
+
+class ServerError(PipelineError):
+    """The local Label Studio server could not be installed, started or stopped."""
+
+
+class ParamsError(PipelineError):
+    """params.yaml is missing a key or holds a value of the wrong kind."""

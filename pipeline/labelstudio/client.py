@@ -1,0 +1,275 @@
+"""Talk to a Label Studio server: projects, tasks, exports, images and predictions.
+
+Connection details come from the environment only (`LABEL_STUDIO_URL`,
+`LABEL_STUDIO_API_KEY`). Transient failures (refused connections, timeouts, 5xx, 429) are
+retried with exponential backoff for a bounded total time; 401/403/404 fail at once with a
+message naming the URL and the status. No message ever contains the API key or the
+response headers (Label Studio sets session cookies in them).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from pipeline.errors import LabelStudioError
+
+T = TypeVar("T")
+
+EXPORT_OPTIONS = {"predictions": {"only_id": False}, "annotations__completed_by": {"only_id": False}}
+# Task fields that change when someone merely opens a task, not when its content changes.
+VOLATILE_TASK_FIELDS = ("drafts", "updated_at", "updated_by", "comment_authors", "comment_count", "last_comment_updated_at")
+
+
+@dataclass(frozen=True)
+class Project:
+    """The parts of a Label Studio project the pipeline needs."""
+
+    id: int
+    title: str
+    label_config: str
+    model_version: str | None
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, httpx.TransportError):
+        return True
+    status = _status_of(error)
+    return status is not None and (status >= 500 or status == 429)
+
+
+def _status_of(error: BaseException) -> int | None:
+    if isinstance(error, ApiError):
+        return error.status_code
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.status_code
+    return None
+
+
+def _detail_of(error: BaseException) -> str:
+    """A short, secret-free description of a failed call."""
+    if isinstance(error, ApiError):
+        body = error.body if isinstance(error.body, dict) else {}
+        detail = body.get("validation_errors") or body.get("detail") or ""
+        return str(detail)[:300]
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.text[:300]
+    return type(error).__name__
+
+
+class LabelStudioClient:
+    """A connection to one Label Studio server; every call is retried and its errors explained."""
+
+    def __init__(self, url: str, api_key: str, *, timeout_s: float = 60.0, retry_total_s: float = 60.0):
+        if not url.startswith(("http://", "https://")):
+            raise LabelStudioError(f"LABEL_STUDIO_URL must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        self.retry_total_s = retry_total_s
+        # Retries are ours (bounded total time, explained errors), not the SDK's.
+        self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout_s, max_retries=0)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+
+    @classmethod
+    def from_env(cls, **options: float) -> LabelStudioClient:
+        """Connect with `LABEL_STUDIO_URL` and `LABEL_STUDIO_API_KEY` from the environment."""
+        url = os.environ.get("LABEL_STUDIO_URL", "").strip()
+        api_key = os.environ.get("LABEL_STUDIO_API_KEY", "").strip()
+        missing = [name for name, value in (("LABEL_STUDIO_URL", url), ("LABEL_STUDIO_API_KEY", api_key)) if not value]
+        if missing:
+            raise LabelStudioError(
+                f"{' and '.join(missing)} not set. Export them (your Label Studio's address and the API token "
+                "from Account & Settings), or for the local server run: eval \"$(python -m pipeline serve --env)\""
+            )
+        return cls(url, api_key, **options)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LabelStudioClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def call(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one request with retries; `what` names it in the error message."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_delay(self.retry_total_s),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            reraise=True,
+        )
+        try:
+            return retrying(function, *args, **kwargs)
+        except (ApiError, httpx.HTTPError) as error:
+            raise self._explain(what, error) from None
+
+    def _explain(self, what: str, error: BaseException) -> LabelStudioError:
+        status = _status_of(error)
+        if status in (401, 403):
+            hint = "check LABEL_STUDIO_API_KEY (Account & Settings > Access Token) and that this user may open the project"
+            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}; {hint}")
+        if status == 404:
+            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP 404 (not found); check the id or path")
+        if status is not None:
+            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}: {_detail_of(error)}")
+        return LabelStudioError(
+            f"{what}: cannot reach Label Studio at {self.url} ({_detail_of(error)}) after retrying for "
+            f"{self.retry_total_s:.0f} s; is the server running and LABEL_STUDIO_URL right?"
+        )
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # The SDK's own headers carry the right scheme for legacy tokens and personal access tokens.
+        headers = self.sdk._client_wrapper.get_headers()
+        response = self._http.request(method, path, headers=headers, **kwargs)
+        response.raise_for_status()
+        return response
+
+    # -- projects and tasks -----------------------------------------------------------------
+
+    def find_project(self, ref: int | str) -> Project:
+        """A project by numeric id, or by exact title (which must be unique)."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            project = self.call(f"get project {ref}", self.sdk.projects.get, id=int(ref))
+        else:
+            matches = [p for p in self.call("list projects", lambda: list(self.sdk.projects.list(title=str(ref)))) if p.title == ref]
+            if len(matches) != 1:
+                found = "no project" if not matches else f"{len(matches)} projects ({', '.join(str(p.id) for p in matches)})"
+                raise LabelStudioError(f"{found} titled {ref!r} at {self.url}; set labelstudio.project to a project id")
+            project = matches[0]
+        return Project(project.id, project.title or "", project.label_config or "", project.model_version or None)
+
+    def iter_tasks(self, project_id: int, page_size: int = 100) -> Iterator[dict]:
+        """Every task of a project, with all its annotations (cancelled ones included) and predictions."""
+        page = 1
+        while True:
+            response = self.call(
+                f"list tasks of project {project_id} (page {page})",
+                self._request,
+                "GET",
+                "/api/tasks",
+                params={"project": project_id, "page": page, "page_size": page_size, "fields": "all"},
+            )
+            body = response.json()
+            yield from body["tasks"]
+            # Asking past the last page answers 404, so stop on the announced total.
+            if not body["tasks"] or page * page_size >= body["total"]:
+                return
+            page += 1
+
+    def task_exists(self, task_id: int) -> bool:
+        try:
+            self.call(f"get task {task_id}", self._request, "GET", f"/api/tasks/{task_id}")
+        except LabelStudioError as error:
+            if "HTTP 404" in str(error):
+                return False
+            raise
+        return True
+
+    # -- exports ----------------------------------------------------------------------------
+
+    def export_tasks(self, project_id: int, timeout_s: float = 600.0) -> Iterator[bytes]:
+        """The project's full JSON export (predictions and annotators expanded), streamed in chunks."""
+        exports = self.sdk.projects.exports
+        created = self.call(
+            f"create an export of project {project_id}",
+            exports.create,
+            id=project_id,
+            title="pipeline snapshot",
+            serialization_options=EXPORT_OPTIONS,
+        )
+        deadline = time.monotonic() + timeout_s
+        status = created.status
+        while status not in ("completed", "failed"):
+            if time.monotonic() > deadline:
+                raise LabelStudioError(f"export {created.id} of project {project_id} at {self.url} not ready after {timeout_s:.0f} s")
+            time.sleep(0.2)  # the server builds the export asynchronously; there is nothing to block on
+            status = self.call(f"poll export {created.id}", exports.get, id=project_id, export_pk=created.id).status
+        if status == "failed":
+            raise LabelStudioError(f"Label Studio at {self.url} failed to build export {created.id} of project {project_id}; see its log")
+        try:
+            yield from self.call(f"download export {created.id}", lambda: exports.download(id=project_id, export_pk=created.id, export_type="JSON"))
+        finally:
+            self.call(f"delete export {created.id}", exports.delete, id=project_id, export_pk=created.id)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def resolve_file_url(self, reference: str, allowed_origins: Iterable[str] = ()) -> str:
+        """The absolute URL of a task file, refusing other origins and escaping local paths."""
+        absolute = urljoin(self.url + "/", reference)
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(absolute))
+        allowed = {"{0.scheme}://{0.netloc}".format(urlsplit(self.url)), *(o.rstrip("/") for o in allowed_origins)}
+        if origin not in allowed:
+            raise LabelStudioError(
+                f"file {reference!r} is on {origin}, not on the Label Studio server {self.url}; "
+                "add that origin to pull.allowed_origins if it is trusted"
+            )
+        parts = urlsplit(absolute)
+        if parts.path.rstrip("/").endswith("/data/local-files"):
+            for path in parse_qs(parts.query).get("d", []):
+                if path.startswith("/") or ".." in path.split("/"):
+                    raise LabelStudioError(f"local file path {path!r} leaves the document root; use a path relative to it")
+        return absolute
+
+    def download(self, reference: str, allowed_origins: Iterable[str] = ()) -> bytes:
+        """The bytes of a task file (upload, local file or same-origin URL) through the server."""
+        url = self.resolve_file_url(reference, allowed_origins)
+        return self.call(f"download {reference}", self._request, "GET", url).content
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def import_predictions(self, project_id: int, predictions: Iterable[dict], batch_size: int = 500) -> int:
+        """Send predictions ({task, result, score, model_version}) in batches; returns how many."""
+        if batch_size < 1:
+            raise LabelStudioError(f"batch_size must be at least 1, got {batch_size}")
+        sent = 0
+        batch: list[dict] = []
+        for prediction in predictions:
+            batch.append(prediction)
+            if len(batch) == batch_size:
+                sent += self._import_batch(project_id, batch)
+                batch = []
+        if batch:
+            sent += self._import_batch(project_id, batch)
+        return sent
+
+    def _import_batch(self, project_id: int, batch: list[dict]) -> int:
+        what = f"import {len(batch)} predictions into project {project_id}"
+        self.call(what, self.sdk.projects.import_predictions, id=project_id, request=batch)
+        return len(batch)
+
+    def delete_model_version(self, project_id: int, model_version: str) -> int:
+        """Delete every prediction of one model_version in a project; returns how many went."""
+        response = self.call(
+            f"delete predictions of model_version {model_version!r} in project {project_id}",
+            self._request,
+            "DELETE",
+            f"/api/projects/{project_id}/model-versions/",
+            json={"model_version": model_version},
+        )
+        return int(response.json().get("deleted_predictions", 0))
+
+    def set_model_version(self, project_id: int, model_version: str) -> None:
+        """Make the editor show this model_version's predictions."""
+        self.call(f"set model_version of project {project_id}", self.sdk.projects.update, id=project_id, model_version=model_version)
+
+
+def normalise_task(task: dict) -> dict:
+    """A task with stable order and without fields that change on mere viewing."""
+    clean = {key: value for key, value in task.items() if key not in VOLATILE_TASK_FIELDS}
+    clean["annotations"] = sorted(task.get("annotations") or [], key=lambda a: a.get("id", 0))
+    clean["predictions"] = sorted(
+        (p for p in task.get("predictions") or [] if isinstance(p, dict)), key=lambda p: p.get("id", 0)
+    )
+    return clean

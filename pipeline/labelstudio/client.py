@@ -150,6 +150,60 @@ class LabelStudioClient:
             project = matches[0]
         return Project(project.id, project.title or "", project.label_config or "", project.model_version or None)
 
+    def create_project(self, title: str, label_config: str) -> Project:
+        """A new project (titles need at least 3 characters)."""
+        project = self.call(f"create project {title!r}", self.sdk.projects.create, title=title, label_config=label_config)
+        return Project(project.id, project.title or title, project.label_config or label_config, None)
+
+    def add_local_storage(self, project_id: int, folder: str, title: str = "local files") -> int:
+        """Attach a local-files folder (under the server's document root) so its files are served."""
+        storage = self.call(
+            f"add local storage {folder} to project {project_id}",
+            self.sdk.import_storage.local.create,
+            project=project_id,
+            path=folder,
+            title=title,
+            use_blob_urls=True,
+        )
+        return storage.id
+
+    def import_tasks(self, project_id: int, tasks: list[dict], batch_size: int = 500) -> list[int]:
+        """Create tasks from data dicts ({"image": url, ...}); returns the new task ids in order."""
+        task_ids: list[int] = []
+        for start in range(0, len(tasks), batch_size):
+            chunk = tasks[start : start + batch_size]
+            answer = self.call(
+                f"import {len(chunk)} tasks into project {project_id}",
+                self.sdk.projects.import_tasks,
+                id=project_id,
+                request=chunk,
+                return_task_ids=True,
+            )
+            task_ids.extend(answer.task_ids or [])
+        return task_ids
+
+    def ensure_user(self, email: str) -> int:
+        """The id of the user with this e-mail, created (without a password) when missing."""
+        for user in self.call("list users", lambda: list(self.sdk.users.list())):
+            if user.email == email:
+                return user.id
+        username = email.split("@")[0]
+        return self.call(f"create user {email}", self.sdk.users.create, email=email, username=username).id
+
+    def create_annotation(self, task_id: int, result: list[dict], completed_by: int, *, was_cancelled: bool = False, lead_time: float | None = None) -> int:
+        """Submit one annotation on behalf of a user; returns its id."""
+        extra = {} if lead_time is None else {"lead_time": lead_time}
+        annotation = self.call(
+            f"create annotation on task {task_id}",
+            self.sdk.annotations.create,
+            id=task_id,
+            result=result,
+            completed_by=completed_by,
+            was_cancelled=was_cancelled,
+            **extra,
+        )
+        return annotation.id
+
     def iter_tasks(self, project_id: int, page_size: int = 100) -> Iterator[dict]:
         """Every task of a project, with all its annotations (cancelled ones included) and predictions."""
         page = 1

@@ -1,0 +1,259 @@
+"""One Label Studio region (a `result` entry) to a boolean mask of the image.
+
+Shapes: H, W = the image's height and width in pixels; N = a polygon's vertex count.
+Coordinates: Label Studio stores x in percent of `original_width` and y in percent of
+`original_height`; in pixel units x_px = x% * W / 100, and pixel (row, col) has its centre at
+(col + 0.5, row + 0.5).
+
+Rasterising rule (polygon, rectangle, ellipse): a pixel belongs to the region when its centre
+lies inside the shape, under the canvas non-zero winding rule. Ties, for a centre exactly on
+the outline of a polygon or rectangle, follow the top-left convention: a centre on a left or
+top edge is inside, one on a right or bottom edge is outside, so two shapes that share an edge
+never both claim a pixel and a grid-aligned square of k x k pixels covers exactly k x k pixels.
+An ellipse includes the centres on its outline. Brush pixels belong to the region when their
+alpha is at least 128: the editor paints anti-aliased stroke edges with partial alpha (the
+fraction of the pixel covered), so this keeps the pixels that are at least half covered, the
+same idea as the pixel-centre rule.
+
+`cv2.fillPoly` is not used: it snaps vertex y to whole rows and always paints the outline, so it
+claims pixels whose centres lie outside the polygon (a 2 x 2 pixel square comes out 3 x 3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import ResultError, RLEError
+from pipeline.labelstudio.rle import decode
+
+REGION_TYPES = ("brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels")
+# Larger sides are refused before any allocation: 2**15 x 2**15 is already a 1 GiB label map.
+MAX_SIDE = 2**15
+BRUSH_ALPHA_THRESHOLD = 128
+# Percent coordinates beyond +-1e4 (100 image sizes away) are corrupt, and would overflow.
+MAX_ABS_PERCENT = 1e4
+
+
+@dataclass(frozen=True)
+class RegionHeader:
+    """What a region says about itself, checked: where it is in the list and what it labels."""
+
+    index: int
+    id: str
+    from_name: str
+    type: str
+    label: str
+    height: int
+    width: int
+
+
+def region_error(index: int, result: Mapping, reason: str) -> ResultError:
+    """A ResultError naming the region (position, id, from_name, type) and the reason."""
+    rid = result.get("id") if isinstance(result, Mapping) else None
+    from_name = result.get("from_name") if isinstance(result, Mapping) else None
+    rtype = result.get("type") if isinstance(result, Mapping) else None
+    return ResultError(
+        f"region {rid!r} (result #{index}, from_name {from_name!r}, type {rtype!r}): {reason}"
+    )
+
+
+def _key(index: int, result: Mapping, container: Mapping, key: str, kind: type | tuple, where: str = "") -> object:
+    """container[key] (container is `result` or one of its parts), checked to be of `kind`.
+
+    A missing key or a wrong type is a ResultError naming the key, never a KeyError.
+    """
+    if key not in container:
+        raise region_error(index, result, f"missing key '{where}{key}'")
+    value = container[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise region_error(index, result, f"'{where}{key}' is {type(value).__name__}, expected {expected}")
+    return value
+
+
+def _number(index: int, result: Mapping, value: object, what: str) -> float:
+    """A finite float from a JSON number; anything else is a ResultError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise region_error(index, result, f"{what} is {value!r}, expected a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or abs(number) > MAX_ABS_PERCENT:
+        raise region_error(
+            index, result, f"{what} is {value!r}, expected a finite number within +-{MAX_ABS_PERCENT:g}"
+        )
+    return number
+
+
+def _side(index: int, result: Mapping, key: str) -> int:
+    """original_width / original_height: a positive whole number no larger than MAX_SIDE."""
+    if key not in result:
+        raise region_error(index, result, f"missing key {key!r}")
+    value = result[key]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # some tools write 640.0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIDE:
+        raise region_error(
+            index, result, f"{key} is {value!r}, expected a whole number in 1..{MAX_SIDE}"
+        )
+    return value
+
+
+def read_region_header(index: int, result: Mapping) -> RegionHeader:
+    """Check the keys every region needs and read its single label and image size.
+
+    Raises ResultError on a missing key, a wrong type, a bad size, a rotated image, an empty
+    label list or several labels.
+    """
+    rtype = _key(index, result, result, "type", str)
+    rid = _key(index, result, result, "id", (str, int))
+    from_name = _key(index, result, result, "from_name", str)
+    height, width = _side(index, result, "original_height"), _side(index, result, "original_width")
+    rotation = _number(index, result, result.get("image_rotation", 0), "image_rotation")
+    if rotation % 360 != 0:
+        raise region_error(
+            index,
+            result,
+            f"the image was rotated by {rotation:g} degrees in the editor (image_rotation), and "
+            "regions drawn on a rotated image are not converted back; fix: open the task, rotate "
+            "the image back to 0 degrees, check the regions and resubmit the annotation",
+        )
+    value = _key(index, result, result, "value", Mapping)
+    labels = _key(index, result, value, rtype, list, "value.")
+    if not labels:
+        raise region_error(index, result, f"value.{rtype} is an empty label list; pick one label")
+    if len(labels) > 1:
+        raise region_error(
+            index, result, f"value.{rtype} holds {len(labels)} labels {labels!r}; a region must have exactly one"
+        )
+    if not isinstance(labels[0], str) or not labels[0]:
+        raise region_error(index, result, f"label {labels[0]!r} is not a non-empty string")
+    return RegionHeader(index, str(rid), from_name, rtype, labels[0], height, width)
+
+
+def region_mask(result: Mapping, header: RegionHeader) -> np.ndarray:
+    """The (H, W) bool mask of a region whose header was read with `read_region_header`.
+
+    Raises ResultError on a bad RLE or geometry, or when the region covers no pixel.
+    """
+    value = result["value"]
+    h, w, i = header.height, header.width, header.index
+    if header.type == "brushlabels":
+        mask = _brush_mask(i, result, value, h, w)
+    elif header.type == "polygonlabels":
+        mask = fill_polygon(_polygon_points(i, result, value) * (w, h) / 100.0, h, w)
+    elif header.type == "rectanglelabels":
+        x, y, rw, rh = (_number(i, result, value.get(k), f"value.{k}") for k in ("x", "y", "width", "height"))
+        if rw <= 0 or rh <= 0:
+            raise region_error(i, result, f"rectangle size {rw:g}% x {rh:g}% is not positive")
+        angle = _number(i, result, value.get("rotation", 0), "value.rotation")
+        corners = rectangle_corners(x * w / 100, y * h / 100, rw * w / 100, rh * h / 100, angle)
+        mask = fill_polygon(corners, h, w)
+    else:
+        cx, cy, rx, ry = (_number(i, result, value.get(k), f"value.{k}") for k in ("x", "y", "radiusX", "radiusY"))
+        if rx <= 0 or ry <= 0:
+            raise region_error(i, result, f"ellipse radii {rx:g}% x {ry:g}% are not positive")
+        angle = _number(i, result, value.get("rotation", 0), "value.rotation")
+        mask = fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w)
+    if not mask.any():
+        raise region_error(
+            i, result, f"covers no pixel of the {w}x{h} image (it lies outside it or is thinner than a pixel); delete it"
+        )
+    return mask
+
+
+def _brush_mask(index: int, result: Mapping, value: Mapping, height: int, width: int) -> np.ndarray:
+    """Decode value.rle to the (H, W) bool mask of pixels with alpha >= BRUSH_ALPHA_THRESHOLD."""
+    if value.get("format", "rle") != "rle":
+        raise region_error(index, result, f"value.format is {value.get('format')!r}, expected 'rle'")
+    if "rle" not in value:
+        raise region_error(index, result, "missing key 'value.rle'")
+    try:
+        alpha = decode(value["rle"], height, width)
+    except RLEError as exc:
+        raise region_error(index, result, f"value.rle does not decode to {width}x{height}: {exc}") from exc
+    if alpha.shape != (height, width):
+        raise region_error(index, result, f"value.rle decodes to {alpha.shape}, expected {(height, width)}")
+    return alpha >= BRUSH_ALPHA_THRESHOLD
+
+
+def _polygon_points(index: int, result: Mapping, value: Mapping) -> np.ndarray:
+    """value.points as an (N, 2) float64 array of percent; an open polygon is refused."""
+    if value.get("closed", True) is not True:
+        raise region_error(index, result, "the polygon is not closed; close it in the editor and resubmit")
+    points = _key(index, result, value, "points", list, "value.")
+    if len(points) < 3:
+        raise region_error(index, result, f"the polygon has {len(points)} points, it needs at least 3")
+    out = np.empty((len(points), 2), dtype=np.float64)
+    for k, point in enumerate(points):
+        if not isinstance(point, (list, tuple)) or len(point) != 2:
+            raise region_error(index, result, f"value.points[{k}] is {point!r}, expected [x, y]")
+        out[k] = [_number(index, result, c, f"value.points[{k}]") for c in point]
+    return out
+
+
+def rectangle_corners(x: float, y: float, width: float, height: float, rotation: float) -> np.ndarray:
+    """(4, 2) corners of a rectangle turned `rotation` degrees clockwise about its top-left (x, y).
+
+    Pixel units, y pointing down: this is Konva's rotation, which the editor uses.
+    """
+    theta = math.radians(rotation)
+    cos, sin = math.cos(theta), math.sin(theta)
+    local = np.array([[0.0, 0.0], [width, 0.0], [width, height], [0.0, height]])
+    turned = local @ np.array([[cos, sin], [-sin, cos]])
+    return turned + (x, y)
+
+
+def fill_polygon(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W) bool: pixels whose centre is inside the polygon `points` (N, 2) x, y in pixels.
+
+    Non-zero winding, top-left tie rule (see the module docstring). Scanline on pixel-centre rows:
+    each edge crossing a row adds its direction at the first column whose centre is at or right
+    of the crossing, and a running sum along the row is the winding number at each centre.
+    """
+    x0, y0 = points[:, 0], points[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    # Rows whose centre r + 0.5 lies in [min y, max y): horizontal edges cross no row.
+    first = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.int64)
+    stop = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.int64)
+    counts = np.maximum(stop - first, 0)
+    mask = np.zeros((height, width), dtype=bool)
+    if counts.sum() == 0:
+        return mask
+    edge = np.repeat(np.arange(len(points)), counts)
+    rows = first[edge] + np.arange(edge.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    t = (rows + 0.5 - y0[edge]) / (y1[edge] - y0[edge])
+    cross = x0[edge] + t * (x1[edge] - x0[edge])
+    cols = np.clip(np.ceil(cross - 0.5), 0, width).astype(np.int64)
+    top = rows.min()
+    steps = np.zeros((rows.max() + 1 - top, width + 1), dtype=np.int32)
+    np.add.at(steps, (rows - top, cols), np.where(y1 > y0, 1, -1)[edge])
+    mask[top : rows.max() + 1] = np.cumsum(steps[:, :width], axis=1) != 0
+    return mask
+
+
+def fill_ellipse(
+    cx: float, cy: float, rx: float, ry: float, rotation: float, height: int, width: int
+) -> np.ndarray:
+    """(H, W) bool: pixels whose centre is inside or on an ellipse (pixel units).
+
+    Centre (cx, cy), radii rx, ry > 0, turned `rotation` degrees clockwise about the centre.
+    Only the ellipse's bounding box (one pixel wider for rounding) is evaluated.
+    """
+    theta = math.radians(rotation)
+    cos, sin = math.cos(theta), math.sin(theta)
+    half_w, half_h = math.hypot(rx * cos, ry * sin) + 1, math.hypot(rx * sin, ry * cos) + 1
+    r0, r1 = (int(np.clip(math.floor(v), 0, height)) for v in (cy - half_h, cy + half_h + 1))
+    c0, c1 = (int(np.clip(math.floor(v), 0, width)) for v in (cx - half_w, cx + half_w + 1))
+    mask = np.zeros((height, width), dtype=bool)
+    dy = (np.arange(r0, r1) + 0.5 - cy)[:, None]
+    dx = (np.arange(c0, c1) + 0.5 - cx)[None, :]
+    u = (dx * cos + dy * sin) / rx
+    v = (dy * cos - dx * sin) / ry
+    mask[r0:r1, c0:c1] = u * u + v * v <= 1.0
+    return mask

@@ -40,6 +40,11 @@ def noise_mask(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width), dtype=np.uint8)
 
 
+def sdk_decode(stream: list[int], height: int, width: int) -> np.ndarray:
+    """The SDK's decode as a (height, width) label map: channel 3 of its flat RGBA values."""
+    return decode_rle(stream).reshape(height, width, 4)[:, :, 3]
+
+
 def best_ms(fn, repeats: int) -> float:
     """Best wall time of fn() over repeats calls, in milliseconds."""
     best = float("inf")
@@ -56,13 +61,12 @@ def measure(name: str, mask: np.ndarray, repeats: int) -> list[tuple]:
     stream = mask2rle(mask)
     if rle.encode(mask) != stream:
         raise SystemExit(f"{name}: encode differs from the SDK's mask2rle")
-    sdk_decoded = decode_rle(stream).reshape(height, width, 4)[:, :, 3]
-    if not np.array_equal(rle.decode(stream, height, width), sdk_decoded):
+    if not np.array_equal(rle.decode(stream, height, width), sdk_decode(stream, height, width)):
         raise SystemExit(f"{name}: decode differs from the SDK's decode_rle")
     rows = []
     for op, sdk_fn, our_fn in (
         ("encode", lambda: mask2rle(mask), lambda: rle.encode(mask)),
-        ("decode", lambda: decode_rle(stream).reshape(height, width, 4)[:, :, 3], lambda: rle.decode(stream, height, width)),
+        ("decode", lambda: sdk_decode(stream, height, width), lambda: rle.decode(stream, height, width)),
     ):
         sdk_ms, our_ms = best_ms(sdk_fn, max(3, repeats // 5)), best_ms(our_fn, repeats)
         rows.append((name, op, len(stream), sdk_ms, our_ms, sdk_ms / our_ms))

@@ -16,6 +16,14 @@ class ResultError(PipelineError):
 class LabelStudioError(PipelineError):
     """Label Studio could not be reached, refused the request or answered nonsense."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the server answered
+
+
+class UnsafeReferenceError(LabelStudioError):
+    """A task file reference that points off the server or out of the document root."""
+
 
 class ServerError(PipelineError):
     """The local Label Studio server could not be installed, started or stopped."""

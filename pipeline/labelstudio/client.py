@@ -21,7 +21,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from pipeline.errors import LabelStudioError
+from pipeline.errors import LabelStudioError, UnsafeReferenceError
 
 T = TypeVar("T")
 
@@ -119,21 +119,22 @@ class LabelStudioClient:
         status = _status_of(error)
         if status in (401, 403):
             hint = "check LABEL_STUDIO_API_KEY (Account & Settings > Access Token) and that this user may open the project"
-            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}; {hint}")
+            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}; {hint}", status)
         if status == 404:
-            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP 404 (not found); check the id or path")
+            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP 404 (not found); check the id or path", status)
         if status is not None:
-            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}: {_detail_of(error)}")
+            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}: {_detail_of(error)}", status)
         return LabelStudioError(
             f"{what}: cannot reach Label Studio at {self.url} ({_detail_of(error)}) after retrying for "
             f"{self.retry_total_s:.0f} s; is the server running and LABEL_STUDIO_URL right?"
         )
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, headers_extra: dict | None = None, **kwargs: Any) -> httpx.Response:
         # The SDK's own headers carry the right scheme for legacy tokens and personal access tokens.
-        headers = self.sdk._client_wrapper.get_headers()
+        headers = {**self.sdk._client_wrapper.get_headers(), **(headers_extra or {})}
         response = self._http.request(method, path, headers=headers, **kwargs)
-        response.raise_for_status()
+        if response.status_code != 304:  # "not modified" answers a conditional download
+            response.raise_for_status()
         return response
 
     # -- projects and tasks -----------------------------------------------------------------
@@ -226,7 +227,7 @@ class LabelStudioClient:
         try:
             self.call(f"get task {task_id}", self._request, "GET", f"/api/tasks/{task_id}")
         except LabelStudioError as error:
-            if "HTTP 404" in str(error):
+            if error.status == 404:
                 return False
             raise
         return True
@@ -265,7 +266,7 @@ class LabelStudioClient:
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(absolute))
         allowed = {"{0.scheme}://{0.netloc}".format(urlsplit(self.url)), *(o.rstrip("/") for o in allowed_origins)}
         if origin not in allowed:
-            raise LabelStudioError(
+            raise UnsafeReferenceError(
                 f"file {reference!r} is on {origin}, not on the Label Studio server {self.url}; "
                 "add that origin to pull.allowed_origins if it is trusted"
             )
@@ -273,13 +274,22 @@ class LabelStudioClient:
         if parts.path.rstrip("/").endswith("/data/local-files"):
             for path in parse_qs(parts.query).get("d", []):
                 if path.startswith("/") or ".." in path.split("/"):
-                    raise LabelStudioError(f"local file path {path!r} leaves the document root; use a path relative to it")
+                    raise UnsafeReferenceError(f"local file path {path!r} leaves the document root; use a path relative to it")
         return absolute
 
     def download(self, reference: str, allowed_origins: Iterable[str] = ()) -> bytes:
         """The bytes of a task file (upload, local file or same-origin URL) through the server."""
+        content, _ = self.download_if_changed(reference, None, allowed_origins)
+        return content or b""
+
+    def download_if_changed(self, reference: str, etag: str | None, allowed_origins: Iterable[str] = ()) -> tuple[bytes | None, str | None]:
+        """(bytes, ETag) of a task file, or (None, etag) when the server says it is unchanged (304)."""
         url = self.resolve_file_url(reference, allowed_origins)
-        return self.call(f"download {reference}", self._request, "GET", url).content
+        headers = {"If-None-Match": etag} if etag else {}
+        response = self.call(f"download {reference}", self._request, "GET", url, headers_extra=headers)
+        if response.status_code == 304:
+            return None, etag
+        return response.content, response.headers.get("ETag")
 
     # -- predictions ------------------------------------------------------------------------
 

@@ -126,11 +126,10 @@ def _positive_int(value, name: str) -> int:
 
 def _stream_bytes(rle) -> np.ndarray:
     """Check a stream's items and return them as (n,) uint8."""
-    if isinstance(rle, (bytes, bytearray)):
-        return np.frombuffer(rle, dtype=np.uint8)
-    if isinstance(rle, (list, tuple)):
+    # A writable copy, so that every input reaches the parser as one array type (one compiled version).
+    if isinstance(rle, (bytes, bytearray, list, tuple)):
         try:
-            return np.frombuffer(bytes(rle), dtype=np.uint8)  # a C loop that checks 0..255
+            return np.frombuffer(bytearray(rle), dtype=np.uint8)  # a C loop that checks 0..255
         except (TypeError, ValueError):
             _raise_bad_item(rle)
     if not isinstance(rle, np.ndarray):

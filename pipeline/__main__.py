@@ -49,6 +49,55 @@ def serve(
     )
 
 
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
+
+
+@app.command()
+def pull(out: Path = typer.Option(..., help="Snapshot folder (data/raw)."), params: Path = PARAMS) -> None:
+    """Snapshot the Label Studio project (or pull.export_file) with every task image."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import pull as stage
+
+    raw = read_params(params)
+    count = stage.run(out, load_section("labelstudio", params, raw), load_section("pull", params, raw))
+    console.print(f"pulled {count} tasks into {out}")
+
+
+@app.command()
+def validate(
+    raw: Path = typer.Option(..., help="Snapshot folder written by pull."),
+    out: Path = typer.Option(..., help="Folder of per-annotator label maps (data/annotations)."),
+    report: Path = typer.Option(..., help="validation.json to write."),
+    params: Path = PARAMS,
+) -> None:
+    """Decode and check every annotation; write one label map per (task, annotator) and the report."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import validate as stage
+
+    values = read_params(params)
+    counts = stage.run(raw, out, report, *(load_section(s, params, values) for s in ("base", "labelstudio", "validate")))
+    console.print("validate: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@app.command()
+def split(
+    annotations: Path = typer.Option(..., help="Folder written by validate."),
+    labels: Path = typer.Option(..., help="Consensus label maps written by merge."),
+    raw: Path = typer.Option(..., help="Snapshot folder (for image hashes)."),
+    agreement: Path = typer.Option(..., help="agreement.json written by merge."),
+    out: Path = typer.Option(..., help="Folder for train.txt, val.txt, test.txt."),
+    card: Path = typer.Option(..., help="Dataset card path; .json and .md are written."),
+    params: Path = PARAMS,
+) -> None:
+    """Split the labelled tasks into train/val/test without leakage; write the dataset card."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import split as stage
+
+    values = read_params(params)
+    counts = stage.run(annotations, labels, raw, agreement, out, card, load_section("base", params, values), load_section("split", params, values))
+    console.print("split: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
 def main() -> None:
     """Run the CLI, turning the project's own errors into one readable line and exit code 1."""
     try:

@@ -34,8 +34,9 @@ REGION_TYPES = ("brushlabels", "polygonlabels", "rectanglelabels", "ellipselabel
 # Larger sides are refused before any allocation: 2**15 x 2**15 is already a 1 GiB label map.
 MAX_SIDE = 2**15
 BRUSH_ALPHA_THRESHOLD = 128
-# Percent coordinates beyond +-1e4 (100 image sizes away) are corrupt, and would overflow.
-MAX_ABS_PERCENT = 1e4
+# Coordinates (percent) and angles (degrees) beyond +-1e4 are corrupt: 100 image sizes away,
+# or 27 turns. Refusing them keeps the float arithmetic far from overflow.
+MAX_ABS_NUMBER = 1e4
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,11 @@ def region_error(index: int, result: Mapping, reason: str) -> ResultError:
     from_name = result.get("from_name") if isinstance(result, Mapping) else None
     rtype = result.get("type") if isinstance(result, Mapping) else None
     return ResultError(
-        f"region {rid!r} (result #{index}, from_name {from_name!r}, type {rtype!r}): {reason}"
+        f"region {rid!r:.40} (result #{index}, from_name {from_name!r:.40}, type {rtype!r:.40}): {reason}"
     )
+
+
+_KIND_NAMES = {Mapping: "an object", list: "a list", str: "a string", int: "an integer"}
 
 
 def _key(index: int, result: Mapping, container: Mapping, key: str, kind: type | tuple, where: str = "") -> object:
@@ -70,24 +74,32 @@ def _key(index: int, result: Mapping, container: Mapping, key: str, kind: type |
         raise region_error(index, result, f"missing key '{where}{key}'")
     value = container[key]
     if not isinstance(value, kind) or isinstance(value, bool):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise region_error(index, result, f"'{where}{key}' is {type(value).__name__}, expected {expected}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        raise region_error(index, result, f"'{where}{key}' is {value!r:.40}, expected {expected}")
     return value
 
 
 def _number(index: int, result: Mapping, value: object, what: str) -> float:
     """A finite float from a JSON number; anything else is a ResultError naming `what`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise region_error(index, result, f"{what} is {value!r}, expected a number")
+        raise region_error(index, result, f"{what} is {value!r:.40}, expected a number")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
-    if not math.isfinite(number) or abs(number) > MAX_ABS_PERCENT:
+    if not math.isfinite(number) or abs(number) > MAX_ABS_NUMBER:
         raise region_error(
-            index, result, f"{what} is {value!r}, expected a finite number within +-{MAX_ABS_PERCENT:g}"
+            index, result, f"{what} is {value!r:.40}, expected a finite number within +-{MAX_ABS_NUMBER:g}"
         )
     return number
+
+
+def _value_number(index: int, result: Mapping, value: Mapping, key: str) -> float:
+    """value[key] as a finite float; a missing key is named as such."""
+    if key not in value:
+        raise region_error(index, result, f"missing key 'value.{key}'")
+    return _number(index, result, value[key], f"value.{key}")
 
 
 def _side(index: int, result: Mapping, key: str) -> int:
@@ -99,7 +111,7 @@ def _side(index: int, result: Mapping, key: str) -> int:
         value = int(value)  # some tools write 640.0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIDE:
         raise region_error(
-            index, result, f"{key} is {value!r}, expected a whole number in 1..{MAX_SIDE}"
+            index, result, f"{key} is {value!r:.40}, expected a whole number in 1..{MAX_SIDE}"
         )
     return value
 
@@ -129,10 +141,10 @@ def read_region_header(index: int, result: Mapping) -> RegionHeader:
         raise region_error(index, result, f"value.{rtype} is an empty label list; pick one label")
     if len(labels) > 1:
         raise region_error(
-            index, result, f"value.{rtype} holds {len(labels)} labels {labels!r}; a region must have exactly one"
+            index, result, f"value.{rtype} holds {len(labels)} labels {labels!r:.80}; a region must have exactly one"
         )
     if not isinstance(labels[0], str) or not labels[0]:
-        raise region_error(index, result, f"label {labels[0]!r} is not a non-empty string")
+        raise region_error(index, result, f"label {labels[0]!r:.40} is not a non-empty string")
     return RegionHeader(index, str(rid), from_name, rtype, labels[0], height, width)
 
 
@@ -148,14 +160,14 @@ def region_mask(result: Mapping, header: RegionHeader) -> np.ndarray:
     elif header.type == "polygonlabels":
         mask = fill_polygon(_polygon_points(i, result, value) * (w, h) / 100.0, h, w)
     elif header.type == "rectanglelabels":
-        x, y, rw, rh = (_number(i, result, value.get(k), f"value.{k}") for k in ("x", "y", "width", "height"))
+        x, y, rw, rh = (_value_number(i, result, value, k) for k in ("x", "y", "width", "height"))
         if rw <= 0 or rh <= 0:
             raise region_error(i, result, f"rectangle size {rw:g}% x {rh:g}% is not positive")
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
         corners = rectangle_corners(x * w / 100, y * h / 100, rw * w / 100, rh * h / 100, angle)
         mask = fill_polygon(corners, h, w)
     else:
-        cx, cy, rx, ry = (_number(i, result, value.get(k), f"value.{k}") for k in ("x", "y", "radiusX", "radiusY"))
+        cx, cy, rx, ry = (_value_number(i, result, value, k) for k in ("x", "y", "radiusX", "radiusY"))
         if rx <= 0 or ry <= 0:
             raise region_error(i, result, f"ellipse radii {rx:g}% x {ry:g}% are not positive")
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
@@ -170,7 +182,7 @@ def region_mask(result: Mapping, header: RegionHeader) -> np.ndarray:
 def _brush_mask(index: int, result: Mapping, value: Mapping, height: int, width: int) -> np.ndarray:
     """Decode value.rle to the (H, W) bool mask of pixels with alpha >= BRUSH_ALPHA_THRESHOLD."""
     if value.get("format", "rle") != "rle":
-        raise region_error(index, result, f"value.format is {value.get('format')!r}, expected 'rle'")
+        raise region_error(index, result, f"value.format is {value.get('format')!r:.40}, expected 'rle'")
     if "rle" not in value:
         raise region_error(index, result, "missing key 'value.rle'")
     try:
@@ -192,7 +204,7 @@ def _polygon_points(index: int, result: Mapping, value: Mapping) -> np.ndarray:
     out = np.empty((len(points), 2), dtype=np.float64)
     for k, point in enumerate(points):
         if not isinstance(point, (list, tuple)) or len(point) != 2:
-            raise region_error(index, result, f"value.points[{k}] is {point!r}, expected [x, y]")
+            raise region_error(index, result, f"value.points[{k}] is {point!r:.40}, expected [x, y]")
         out[k] = [_number(index, result, c, f"value.points[{k}]") for c in point]
     return out
 
@@ -230,10 +242,12 @@ def fill_polygon(points: np.ndarray, height: int, width: int) -> np.ndarray:
     t = (rows + 0.5 - y0[edge]) / (y1[edge] - y0[edge])
     cross = x0[edge] + t * (x1[edge] - x0[edge])
     cols = np.clip(np.ceil(cross - 0.5), 0, width).astype(np.int64)
-    top = rows.min()
-    steps = np.zeros((rows.max() + 1 - top, width + 1), dtype=np.int32)
-    np.add.at(steps, (rows - top, cols), np.where(y1 > y0, 1, -1)[edge])
-    mask[top : rows.max() + 1] = np.cumsum(steps[:, :width], axis=1) != 0
+    # Only the crossings' bounding box can have a non-zero winding: left of the first crossing
+    # nothing has been added yet, and right of the last the row's directions have summed to 0.
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max()
+    steps = np.zeros((bottom - top, right - left + 1), dtype=np.int32)
+    np.add.at(steps, (rows - top, cols - left), np.where(y1 > y0, 1, -1)[edge])
+    mask[top:bottom, left:right] = np.cumsum(steps[:, :-1], axis=1) != 0
     return mask
 
 

@@ -83,10 +83,50 @@ def _class_ids(classes: Sequence[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(classes)}
 
 
+def _check_options(
+    classes: Sequence[str], unlabeled_value: object, height: object, width: object
+) -> dict[str, int]:
+    """Check the caller's arguments (ParamsError) and return class name -> id."""
+    ids = _class_ids(classes)
+    if isinstance(unlabeled_value, bool) or not isinstance(unlabeled_value, int) or not 0 <= unlabeled_value <= 255:
+        raise ParamsError(f"unlabeled_value must be a whole number in 0..255, got {unlabeled_value!r}")
+    if (height is None) != (width is None):
+        raise ParamsError("give both height and width of the image, or neither")
+    if height is not None:
+        _check_size(height, width)
+    return ids
+
+
 def _check_size(height: object, width: object) -> None:
     for name, side in (("height", height), ("width", width)):
         if isinstance(side, bool) or not isinstance(side, int) or not 0 < side <= MAX_SIDE:
             raise ParamsError(f"image {name} must be a whole number in 1..{MAX_SIDE}, got {side!r}")
+
+
+def _split_regions(
+    results: object, from_names: Collection[str] | None
+) -> tuple[list[tuple[int, Mapping]], list[tuple[str | None, str]]]:
+    """(position, result) of each region to paint, and (id, type) of each result ignored."""
+    if not isinstance(results, (list, tuple)):
+        raise ResultError(f"the result must be a list of regions, got {type(results).__name__}")
+    if not results:
+        raise ResultError("empty result: the annotation holds no region")
+    regions, ignored = [], []
+    for index, result in enumerate(results):
+        if not isinstance(result, Mapping):
+            raise ResultError(f"result #{index} is {type(result).__name__}, expected an object")
+        rtype = result.get("type")
+        if not isinstance(rtype, str):
+            raise region_error(index, result, "missing key 'type' (or it is not a string)")
+        if rtype in REGION_TYPES and (from_names is None or result.get("from_name") in from_names):
+            regions.append((index, result))
+        else:
+            rid = result.get("id")
+            ignored.append((rid if isinstance(rid, str) or rid is None else str(rid), rtype))
+    if not regions:
+        kinds = ", ".join(sorted({t for _, t in ignored}))
+        raise ResultError(f"no region to paint: the result holds only {kinds} (ignored)")
+    return regions, ignored
 
 
 def annotation_to_label_map(
@@ -106,60 +146,30 @@ def annotation_to_label_map(
     Raises ResultError on an empty list, a list with no region, or any bad region (see module
     docstring); ParamsError on bad classes, sizes or unlabeled_value.
     """
-    ids = _class_ids(classes)
-    if isinstance(unlabeled_value, bool) or not isinstance(unlabeled_value, int) or not 0 <= unlabeled_value <= 255:
-        raise ParamsError(f"unlabeled_value must be a whole number in 0..255, got {unlabeled_value!r}")
-    if (height is None) != (width is None):
-        raise ParamsError("give both height and width of the image, or neither")
-    if height is not None:
-        _check_size(height, width)
-    if not isinstance(results, (list, tuple)):
-        raise ResultError(f"the result must be a list of regions, got {type(results).__name__}")
-    if not results:
-        raise ResultError("empty result: the annotation holds no region")
-    size = None if height is None else (height, width)
-    size_from = "the image"
+    ids = _check_options(classes, unlabeled_value, height, width)
+    regions, ignored = _split_regions(results, from_names)
+    size, size_from = (height, width), "the image"
     label_map = painted = overlap = None
-    painted_count, ignored = 0, []
-    for index, result in enumerate(results):
-        if not isinstance(result, Mapping):
-            raise ResultError(f"result #{index} is {type(result).__name__}, expected an object")
-        rtype = result.get("type")
-        if not isinstance(rtype, str):
-            raise region_error(index, result, "missing key 'type' (or it is not a string)")
-        if rtype not in REGION_TYPES or (from_names is not None and result.get("from_name") not in from_names):
-            rid = result.get("id")
-            ignored.append((rid if isinstance(rid, str) or rid is None else str(rid), rtype))
-            continue
+    for index, result in regions:
         header = read_region_header(index, result)
-        if size is None:
+        if size == (None, None):
             size, size_from = (header.height, header.width), f"region {header.id!r}"
         if (header.height, header.width) != size:
-            raise region_error(
-                index,
-                result,
-                f"original size {header.width}x{header.height} differs from the size "
-                f"{size[1]}x{size[0]} of {size_from}",
-            )
+            reason = f"original size {header.width}x{header.height} differs from the size {size[1]}x{size[0]} of {size_from}"
+            raise region_error(index, result, reason)
         if header.label not in ids:
-            raise region_error(
-                index, result, f"label {header.label!r} is not a class; valid names: {', '.join(classes)}"
-            )
+            reason = f"label {header.label!r} is not a class; valid names: {', '.join(classes)}"
+            raise region_error(index, result, reason)
         mask = region_mask(result, header)
-        class_id = ids[header.label]
         if label_map is None:
             label_map = np.full(size, unlabeled_value, dtype=np.uint8)
-            painted = np.zeros(size, dtype=bool)
-            overlap = np.zeros(size, dtype=bool)
+            painted, overlap = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
+        class_id = ids[header.label]
         # Track painting apart from the map: unlabeled_value may itself be a class id.
         overlap |= mask & painted & (label_map != class_id)
         label_map[mask] = class_id
         painted |= mask
-        painted_count += 1
-    if label_map is None:
-        kinds = ", ".join(sorted({t for _, t in ignored}))
-        raise ResultError(f"no region to paint: the result holds only {kinds} (ignored)")
-    return LabelMapResult(label_map, painted_count, int(overlap.sum()), tuple(ignored))
+    return LabelMapResult(label_map, len(regions), int(overlap.sum()), tuple(ignored))
 
 
 def region_id(task_id: int | str, from_name: str, class_name: str) -> str:

@@ -1,0 +1,208 @@
+"""pull: snapshot a Label Studio project (or a saved JSON export) into data/raw.
+
+Layout of the snapshot (written whole or not at all):
+  tasks.jsonl     one line per task, sorted by task id: {"task": <export task>, "image": <record>}
+                  where <record> is {"ref", "file", "sha256", "etag"} or {"ref", "error"}
+  images/ab/<sha256><ext>   every task image, named by content hash
+  project.json    id, title and label config of the project (no URL, no token)
+
+The content is deterministic (sorted lines and keys, no timestamps of our own), so pulling
+an unchanged project gives byte-identical files and DVC skips every later stage. Images
+are fetched once: a re-pull sends the previous ETag (the server answers 304) or, for local
+files, compares content hashes, and hard-links the unchanged file from the last snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import ijson
+from tqdm import tqdm
+
+from pipeline.atomic import replace_dir, write_json
+from pipeline.errors import LabelStudioError, PipelineError, UnsafeReferenceError
+from pipeline.labelstudio.client import LabelStudioClient, normalise_task
+from pipeline.params import LabelStudioParams, PullParams
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where task images come from: the server, or a local document root for local-files URLs."""
+
+    client: LabelStudioClient | None
+    document_root: Path | None
+    allowed_origins: tuple[str, ...]
+
+
+def local_file_path(reference: str, document_root: Path) -> Path:
+    """The file behind a `/data/local-files/?d=...` reference, never outside `document_root`."""
+    parts = urlsplit(reference)
+    values = parse_qs(parts.query).get("d") if parts.path.rstrip("/").endswith("/data/local-files") else None
+    if not values:
+        raise PipelineError(f"{reference!r} is not a /data/local-files/?d=... reference; without a server only local files resolve")
+    relative = unquote(values[0])
+    if relative.startswith("/") or ".." in Path(relative).parts:
+        raise PipelineError(f"local file path {relative!r} leaves the document root; use a path relative to it")
+    root = document_root.resolve()
+    path = (root / relative).resolve()  # resolves symlinks, so a link pointing outside is caught too
+    if not path.is_relative_to(root):
+        raise PipelineError(f"local file {relative!r} resolves outside the document root {root}")
+    return path
+
+
+def image_reference(task: dict, image_tag: str) -> str | None:
+    data = task.get("data")
+    value = data.get(image_tag) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _suffix(reference: str) -> str:
+    name = unquote(urlsplit(reference).query.rpartition("=")[2] or urlsplit(reference).path)
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in IMAGE_SUFFIXES else ".bin"
+
+
+def fetch_image(reference: str | None, previous: dict | None, source: ImageSource, snapshot: Path, old_snapshot: Path) -> dict:
+    """Fetch one task image into the snapshot; returns its record (or the reason it failed)."""
+    if reference is None:
+        return {"ref": None, "error": "task data has no image under labelstudio.image_tag"}
+    etag = previous.get("etag") if previous else None
+    try:
+        if source.document_root is not None and "/data/local-files" in reference:
+            content, etag = local_file_path(reference, source.document_root).read_bytes(), None
+        elif source.client is not None:
+            content, etag = source.client.download_if_changed(reference, etag, source.allowed_origins)
+        else:
+            return {"ref": reference, "error": "no Label Studio server to fetch it from and not a local file"}
+    except LabelStudioError as error:
+        if error.status not in (403, 404) and not isinstance(error, UnsafeReferenceError):
+            raise  # the server is unreachable or failing: the whole pull fails and the old snapshot stays
+        return {"ref": reference, "error": str(error)}
+    except (PipelineError, OSError) as error:
+        return {"ref": reference, "error": str(error)}
+    if content is None:  # unchanged on the server
+        _store_existing(old_snapshot / previous["file"], snapshot / previous["file"])
+        return dict(previous)
+    digest = hashlib.sha256(content).hexdigest()
+    relative = f"images/{digest[:2]}/{digest}{_suffix(reference)}"
+    target = snapshot / relative
+    if not target.exists():
+        if previous and previous.get("sha256") == digest and (old_snapshot / relative).exists():
+            _store_existing(old_snapshot / relative, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    return {"ref": reference, "file": relative, "sha256": digest, "etag": etag}
+
+
+def _store_existing(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def previous_images(snapshot: Path) -> dict[str, dict]:
+    """Image records of the last snapshot, by reference."""
+    records: dict[str, dict] = {}
+    path = snapshot / "tasks.jsonl"
+    if path.exists():
+        with open(path) as handle:
+            for line in handle:
+                image = json.loads(line)["image"]
+                if image.get("file") and image.get("ref"):
+                    records[image["ref"]] = image
+    return records
+
+
+def iter_export(path: Path) -> Iterator[dict]:
+    """Tasks of a Label Studio JSON export, streamed one by one (exports can be gigabytes)."""
+    try:
+        with open(path, "rb") as handle:
+            for task in ijson.items(handle, "item", use_float=True):
+                if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+                    raise PipelineError(f"{path}: an item of the export is not a task with an integer id: {str(task)[:120]}")
+                yield task
+    except ijson.JSONError as error:
+        raise PipelineError(f"{path} is not a Label Studio JSON export (a list of tasks): {error}") from None
+
+
+def write_snapshot(tasks: Iterator[dict], source: ImageSource, image_tag: str, snapshot: Path, old_snapshot: Path, workers: int) -> int:
+    """Fetch the images of streamed tasks and write tasks.jsonl sorted by task id; returns the count."""
+    previous = previous_images(old_snapshot)
+    unsorted = snapshot / "tasks.unsorted.jsonl"
+    offsets: list[tuple[int, int, int]] = []  # (task id, offset, length): only these stay in memory
+    with open(unsorted, "w") as out, ThreadPoolExecutor(max(1, workers)) as pool, tqdm(desc="pull", unit="task") as bar:
+        batch: list[dict] = []
+        for task in _chain_end(tasks):
+            if task is not None:
+                batch.append(normalise_task(task))
+            if batch and (task is None or len(batch) == BATCH):
+                references = [image_reference(t, image_tag) for t in batch]
+                records = pool.map(lambda r: fetch_image(r, previous.get(r or ""), source, snapshot, old_snapshot), references)
+                for item, record in zip(batch, records):
+                    line = json.dumps({"task": item, "image": record}, sort_keys=True) + "\n"
+                    offsets.append((item["id"], out.tell(), len(line)))
+                    out.write(line)
+                bar.update(len(batch))
+                batch = []
+    _write_sorted(unsorted, offsets, snapshot / "tasks.jsonl")
+    unsorted.unlink()
+    return len(offsets)
+
+
+def _chain_end(tasks: Iterator[dict]) -> Iterator[dict | None]:
+    yield from tasks
+    yield None  # marks the end so the last partial batch is flushed
+
+
+def _write_sorted(unsorted: Path, offsets: list[tuple[int, int, int]], target: Path) -> None:
+    counts = Counter(task_id for task_id, _, _ in offsets)
+    duplicates = sorted(task_id for task_id, count in counts.items() if count > 1)
+    if duplicates:
+        raise PipelineError(f"the export holds task ids more than once: {duplicates[:10]}; export the project again")
+    with open(unsorted) as source, open(target, "w") as out:
+        for _, offset, _ in sorted(offsets):
+            source.seek(offset)
+            out.write(source.readline())
+
+
+def run(out: Path, ls_params: LabelStudioParams, params: PullParams) -> int:
+    """Snapshot the configured project (or export file) into `out`; returns the task count."""
+    client = None if params.export_file and params.document_root else LabelStudioClient.from_env()
+    try:
+        source = ImageSource(client, Path(params.document_root) if params.document_root else None, params.allowed_origins)
+        with replace_dir(out) as snapshot:
+            if params.export_file:
+                project = {"id": None, "title": None, "label_config": None, "source": "export_file"}
+                tasks = iter_export(Path(params.export_file))
+                count = write_snapshot(tasks, source, ls_params.image_tag, snapshot, out, params.workers)
+            else:
+                found = client.find_project(ls_params.project)
+                project = {"id": found.id, "title": found.title, "label_config": found.label_config, "source": "server"}
+                export_path = snapshot / "export.json"
+                with open(export_path, "wb") as handle:
+                    for chunk in client.export_tasks(found.id):
+                        handle.write(chunk)
+                count = write_snapshot(iter_export(export_path), source, ls_params.image_tag, snapshot, out, params.workers)
+                export_path.unlink()
+            write_json(snapshot / "project.json", project)
+    finally:
+        if client is not None:
+            client.close()
+    return count

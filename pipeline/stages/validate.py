@@ -1,0 +1,210 @@
+"""validate: decode and check every annotation of the snapshot; one label map per (task, annotator).
+
+Every task and every annotation of the export gets exactly one fate in the report:
+  ok        decoded; its label map is in data/annotations/<task_id>/u<annotator id>.png
+  rejected  something is wrong; the reason names the task, the annotation and the fix
+  skipped   not used on purpose: cancelled by the annotator, superseded by the same
+            annotator's newer annotation of the task, or (for a task) no annotation yet,
+            which makes it a candidate for pre-annotation
+so the counts add up to the export's. One bad annotation never hides the good annotations
+of the same task. Overlaps between classes inside one annotation: the later region wins
+(see pipeline.labelstudio.results).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from pipeline.atomic import replace_dir, replace_file
+from pipeline.errors import PipelineError
+from pipeline.labelstudio.results import annotation_to_label_map, label_tags
+from pipeline.masks import IGNORE_INDEX, write_label_map
+from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
+
+CHUNK = 128  # tasks handed to the workers at a time: keeps memory flat on huge exports
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What validate checks against: class names, tags to read, unpainted value, size limit."""
+
+    classes: tuple[str, ...]
+    control_tags: tuple[str, ...]
+    unpainted_value: int
+    max_image_side: int
+
+
+def annotator_of(annotation: dict) -> tuple[str, str | None]:
+    """(file-safe key, e-mail) of the annotation's author; the export expands `completed_by`."""
+    author = annotation.get("completed_by")
+    if isinstance(author, dict):
+        return f"u{author.get('id')}", author.get("email")
+    return f"u{author}", None
+
+
+def image_name(reference: str | None) -> str:
+    """The file name of a task image reference (`/data/local-files/?d=a/b.png` -> `b.png`)."""
+    if not reference:
+        return ""
+    parts = urlsplit(reference)
+    return Path(unquote(parts.query.rpartition("=")[2] if "d=" in parts.query else parts.path)).name
+
+
+def image_size(path: Path, max_side: int) -> tuple[int, int]:
+    """(height, width) read from the image header, refusing non-images and absurd sizes."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise PipelineError(f"the image file is not a readable image ({type(error).__name__}); re-upload it") from None
+    if max(width, height) > max_side:
+        raise PipelineError(f"the image is {width}x{height}, larger than validate.max_image_side={max_side}")
+    return height, width
+
+
+def _newest_per_annotator(annotations: list[dict]) -> dict[int, int]:
+    """For each superseded annotation id, the id of the same annotator's newest one."""
+    newest: dict[str, dict] = {}
+    for annotation in annotations:
+        if annotation.get("was_cancelled"):
+            continue
+        key = annotator_of(annotation)[0]
+        order = (str(annotation.get("created_at") or ""), annotation.get("id") or 0)
+        if key not in newest or order > newest[key][0]:
+            newest[key] = (order, annotation)
+    superseded = {}
+    for annotation in annotations:
+        winner = newest.get(annotator_of(annotation)[0])
+        if not annotation.get("was_cancelled") and winner and winner[1] is not annotation:
+            superseded[annotation.get("id")] = winner[1].get("id")
+    return superseded
+
+
+def validate_task(line: str, raw_dir: Path, out_dir: Path, rules: Rules) -> tuple[dict, dict | None]:
+    """Check one snapshot line; write its good label maps; return (report entry, index entry)."""
+    record = json.loads(line)
+    task, image = record["task"], record["image"]
+    task_id = task["id"]
+    annotations = task.get("annotations") if isinstance(task.get("annotations"), list) else []
+    size, image_problem = None, image.get("error")
+    if image_problem is None:
+        try:
+            size = image_size(raw_dir / image["file"], rules.max_image_side)
+        except PipelineError as error:
+            image_problem = str(error)
+    superseded = _newest_per_annotator(annotations)
+    entries, maps = [], {}
+    for annotation in annotations:
+        entry, label_map = _check_annotation(task_id, annotation, superseded, size, image_problem, rules)
+        entries.append(entry)
+        if label_map is not None:
+            target = out_dir / str(task_id) / f"{entry['annotator']}.png"
+            target.parent.mkdir(exist_ok=True)
+            write_label_map(target, label_map)
+            maps[entry["annotator"]] = {"file": f"{task_id}/{entry['annotator']}.png", "annotation_id": entry["annotation_id"]}
+    report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem)}
+    index = None
+    if maps:
+        index = {"task_id": task_id, "image": image["file"], "height": size[0], "width": size[1],
+                 "image_name": image_name(image.get("ref")), "data": task.get("data", {}), "maps": maps}
+    return report, index
+
+
+def _check_annotation(task_id: int, annotation: dict, superseded: dict, size, image_problem: str | None, rules: Rules):
+    annotation_id = annotation.get("id")
+    key, email = annotator_of(annotation)
+    entry = {"annotation_id": annotation_id, "annotator": key, "email": email, "lead_time": annotation.get("lead_time"),
+             "from_prediction": bool(annotation.get("parent_prediction")), "regions": 0, "overlap_pixels": 0}
+    where = f"task {task_id}, annotation {annotation_id} by {email or key}"
+    if annotation.get("was_cancelled"):
+        return {**entry, "fate": "skipped", "reason": f"{where}: cancelled (skipped) by the annotator"}, None
+    if annotation_id in superseded:
+        reason = f"{where}: superseded by the same annotator's newer annotation {superseded[annotation_id]}"
+        return {**entry, "fate": "skipped", "reason": reason}, None
+    if image_problem is not None:
+        return {**entry, "fate": "rejected", "reason": f"{where}: image unusable: {image_problem}"}, None
+    try:
+        decoded = annotation_to_label_map(
+            annotation.get("result"), rules.classes, height=size[0], width=size[1],
+            from_names=rules.control_tags or None, unlabeled_value=rules.unpainted_value,
+        )
+    except PipelineError as error:
+        fix = "fix or delete the region in Label Studio and submit again"
+        return {**entry, "fate": "rejected", "reason": f"{where}: {error}; {fix}"}, None
+    entry.update(fate="ok", reason="", regions=decoded.regions, overlap_pixels=decoded.overlap_pixels)
+    return entry, decoded.label_map
+
+
+def _task_fate(task_id: int, entries: list[dict], image_problem: str | None) -> dict:
+    fates = Counter(entry["fate"] for entry in entries)
+    if fates["ok"]:
+        return {"fate": "ok", "reason": ""}
+    if not entries:
+        return {"fate": "skipped", "reason": f"task {task_id}: no annotation yet; a candidate for pre-annotation"}
+    if image_problem is not None:
+        return {"fate": "rejected", "reason": f"task {task_id}: image unusable: {image_problem}"}
+    if fates["rejected"]:
+        return {"fate": "rejected", "reason": f"task {task_id}: every submitted annotation was rejected"}
+    return {"fate": "skipped", "reason": f"task {task_id}: every annotation was cancelled"}
+
+
+def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(islice(lines, size)):
+        yield chunk
+
+
+def config_warnings(project: dict, rules: Rules) -> list[str]:
+    """Mismatches between the project's label config and base.classes, if the config is known."""
+    if not project.get("label_config"):
+        return []
+    tags = label_tags(project["label_config"])
+    wanted = [tag for name, tag in tags.items() if not rules.control_tags or name in rules.control_tags]
+    config_labels = {label for tag in wanted for label in tag.labels}
+    warnings = [f"label {label!r} of the label config is not in base.classes: regions using it are rejected"
+                for label in sorted(config_labels - set(rules.classes))]
+    missing = [name for name in rules.control_tags if name not in tags]
+    warnings += [f"control tag {name!r} of labelstudio.control_tags is not in the label config" for name in missing]
+    return warnings
+
+
+def run(raw_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams, params: ValidateParams) -> dict:
+    """Validate the snapshot in `raw_dir`; returns the report's counts."""
+    if params.unpainted is not None and params.unpainted not in base.names:
+        raise PipelineError(f"validate.unpainted={params.unpainted!r} is not in base.classes {base.names}; use one of them or null")
+    rules = Rules(tuple(base.names), tuple(ls.control_tags),
+                  IGNORE_INDEX if params.unpainted is None else base.names.index(params.unpainted), params.max_image_side)
+    project = json.loads((raw_dir / "project.json").read_text())
+    workers = params.workers or os.cpu_count() or 1
+    counts: Counter = Counter()
+    with replace_dir(out_dir) as staging, replace_file(report_path) as report, open(staging / "index.jsonl", "w") as index:
+        report.write('{"tasks": [\n')
+        check = partial(validate_task, raw_dir=raw_dir, out_dir=staging, rules=rules)
+        with open(raw_dir / "tasks.jsonl") as lines, ProcessPoolExecutor(workers) as pool, tqdm(desc="validate", unit="task") as bar:
+            first = True
+            for chunk in _chunks(lines, CHUNK * workers):
+                for entry, index_entry in pool.map(check, chunk, chunksize=max(1, len(chunk) // (4 * workers))):
+                    report.write(("" if first else ",\n") + json.dumps(entry, sort_keys=True))
+                    first = False
+                    counts[f"tasks_{entry['fate']}"] += 1
+                    counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
+                    counts["annotations"] += len(entry["annotations"])
+                    counts["tasks"] += 1
+                    if index_entry is not None:
+                        index.write(json.dumps(index_entry, sort_keys=True) + "\n")
+                bar.update(len(chunk))
+        summary = {"counts": dict(sorted(counts.items())), "config_warnings": config_warnings(project, rules)}
+        report.write("\n],\n" + json.dumps(summary, sort_keys=True)[1:] + "\n")
+    return summary["counts"]

@@ -86,7 +86,7 @@ def split(
     raw: Path = typer.Option(..., help="Snapshot folder (for image hashes)."),
     agreement: Path = typer.Option(..., help="agreement.json written by merge."),
     out: Path = typer.Option(..., help="Folder for train.txt, val.txt, test.txt."),
-    card: Path = typer.Option(..., help="Dataset card path; .json and .md are written."),
+    card: Path = typer.Option(..., help="Dataset card path without suffix; .md and .json are written."),
     params: Path = PARAMS,
 ) -> None:
     """Split the labelled tasks into train/val/test without leakage; write the dataset card."""

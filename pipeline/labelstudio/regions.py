@@ -173,9 +173,8 @@ def region_mask(result: Mapping, header: RegionHeader) -> np.ndarray:
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
         mask = fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w)
     if not mask.any():
-        raise region_error(
-            i, result, f"covers no pixel of the {w}x{h} image (it lies outside it or is thinner than a pixel); delete it"
-        )
+        why = "no pixel has alpha >= 128" if header.type == "brushlabels" else "outside it or thinner than a pixel"
+        raise region_error(i, result, f"covers no pixel of the {w}x{h} image ({why}); delete it")
     return mask
 
 

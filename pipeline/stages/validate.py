@@ -205,6 +205,10 @@ def run(raw_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: L
                     if index_entry is not None:
                         index.write(json.dumps(index_entry, sort_keys=True) + "\n")
                 bar.update(len(chunk))
-        summary = {"counts": dict(sorted(counts.items())), "config_warnings": config_warnings(project, rules)}
+        summary = {
+            "counts": dict(sorted(counts.items())),
+            "config_warnings": config_warnings(project, rules),
+            "project": {"id": project.get("id"), "title": project.get("title")},
+        }
         report.write("\n],\n" + json.dumps(summary, sort_keys=True)[1:] + "\n")
     return summary["counts"]

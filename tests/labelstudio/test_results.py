@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from label_studio_sdk.converter.brush import decode_rle
 
 from pipeline.errors import ParamsError, PipelineError, ResultError
-from pipeline.labelstudio.regions import fill_polygon
+from pipeline.labelstudio.regions import fill_ellipse, fill_polygon
 from pipeline.labelstudio.results import (
     LabelTag,
     annotation_to_label_map,
@@ -127,6 +127,16 @@ def test_polygon_percent_path_matches_reference(side, pts):
         assert "covers no pixel" in str(exc) and not inside[~on_edge].any()
         return
     np.testing.assert_array_equal(got[~on_edge], inside[~on_edge])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.tuples(*[st.floats(-5, 25)] * 2, *[st.floats(0.2, 12)] * 2, st.floats(0, 360)))
+def test_fill_ellipse_crops_nothing_inside(shape):
+    cx, cy, rx, ry, angle = shape
+    ys, xs = np.mgrid[0:20, 0:20] + 0.5
+    t = math.radians(angle)
+    u, v = (xs - cx) * math.cos(t) + (ys - cy) * math.sin(t), (ys - cy) * math.cos(t) - (xs - cx) * math.sin(t)
+    np.testing.assert_array_equal(fill_ellipse(cx, cy, rx, ry, angle, 20, 20), (u / rx) ** 2 + (v / ry) ** 2 <= 1)
 
 
 def test_later_region_wins_and_overlap_is_counted_once():

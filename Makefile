@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# dvc.yaml runs `python -m pipeline ...`: the project's environment must come first.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup demo test
 

@@ -80,6 +80,23 @@ def validate(
 
 
 @app.command()
+def merge(
+    annotations: Path = typer.Option(..., help="Folder written by validate."),
+    validation: Path = typer.Option(..., help="validation.json written by validate."),
+    out: Path = typer.Option(..., help="Folder of consensus label maps (data/labels)."),
+    report: Path = typer.Option(..., help="agreement.json to write."),
+    params: Path = PARAMS,
+) -> None:
+    """Merge the annotators of each task into one consensus label map; write agreement figures."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import merge as stage
+
+    values = read_params(params)
+    summary = stage.run(annotations, validation, out, report, load_section("base", params, values), load_section("merge", params, values))
+    console.print("merge: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict)))
+
+
+@app.command()
 def split(
     annotations: Path = typer.Option(..., help="Folder written by validate."),
     labels: Path = typer.Option(..., help="Consensus label maps written by merge."),

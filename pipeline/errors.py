@@ -31,3 +31,7 @@ class ServerError(PipelineError):
 
 class ParamsError(PipelineError):
     """params.yaml is missing a key or holds a value of the wrong kind."""
+
+
+class TrainingError(PipelineError):
+    """A model, its weights, a checkpoint or a training/evaluation input that cannot be used as asked."""

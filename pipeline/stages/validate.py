@@ -114,7 +114,8 @@ def validate_task(line: str, raw_dir: Path, out_dir: Path, rules: Rules) -> tupl
             target = out_dir / str(task_id) / f"{entry['annotator']}.png"
             target.parent.mkdir(exist_ok=True)
             write_label_map(target, label_map)
-            maps[entry["annotator"]] = {"file": f"{task_id}/{entry['annotator']}.png", "annotation_id": entry["annotation_id"]}
+            maps[entry["annotator"]] = {"file": f"{task_id}/{entry['annotator']}.png", "annotation_id": entry["annotation_id"],
+                                        "email": entry["email"]}
     report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem)}
     index = None
     if maps:

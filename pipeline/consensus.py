@@ -1,0 +1,323 @@
+"""Merge several annotators' label maps of one image into one consensus map.
+
+Shapes legend:
+    H, W   label map height and width
+    C      number of classes; labels 0..C-1, 255 = unlabeled / undecided
+    P      H * W pixels
+
+Inputs are (H, W) uint8 label maps of the same image, one per annotator;
+a value outside [0, C) (255 in practice) means "not labelled by this
+annotator" and adds nothing to any class. Outputs are (H, W) uint8 with 255
+where no class wins.
+
+Tie-break rule (every method): a pixel whose best score is shared by two or
+more classes (within ``tie_tol``), or that nobody labelled, is undecided and
+gets 255. No class order is preferred, so the result does not depend on
+class ids or on the order of the annotators.
+
+Methods:
+    majority_vote   one vote per annotator and pixel
+    weighted_vote   the project method ("vote"): a Dawid-Skene posterior with
+                    annotator models estimated over the whole project by
+                    ``estimate_annotator_models``
+    staple          SimpleITK MultiLabelSTAPLE, estimated per image
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence, Union
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.metrics import iou_per_class
+
+IGNORE_INDEX = 255
+TIE_TOL = 1e-4  # nats; scores closer than this are tied
+
+Maps = Union[Sequence[np.ndarray], Mapping[str, np.ndarray]]
+Tasks = Union[Callable[[], Iterable[Mapping[str, np.ndarray]]], Sequence[Mapping[str, np.ndarray]]]
+
+
+class ConsensusError(PipelineError):
+    """Label maps or annotator models that cannot be merged."""
+
+
+@dataclass(frozen=True)
+class AnnotatorModels:
+    """Per-annotator confusion against the consensus, estimated over a project.
+
+    confusion[a]: (C, C) int64 pixel counts, row = consensus class, column =
+    the label annotator ``a`` gave. class_counts: (C,) consensus pixels per
+    class (the class prior). Probabilities add ``smoothing`` to every count
+    (a Dirichlet prior), so an unseen pair is unlikely, never impossible.
+    """
+
+    num_classes: int
+    confusion: Mapping[str, np.ndarray]
+    class_counts: np.ndarray
+    smoothing: float = 1.0
+    passes: int = 0
+    converged: bool = False
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def log_confusion(self, annotator: str) -> np.ndarray:
+        """(C, C) log P(annotator labels l | true class k); unknown ids get ``neutral_log_confusion``."""
+        if annotator not in self.confusion:
+            return self.neutral_log_confusion()
+        counts = np.asarray(self.confusion[annotator], dtype=np.float64) + self.smoothing
+        with np.errstate(divide="ignore", invalid="ignore"):  # smoothing 0: unseen pairs are -inf
+            return np.log(counts / counts.sum(axis=1, keepdims=True))
+
+    def neutral_log_confusion(self) -> np.ndarray:
+        """Symmetric model of a typical annotator: right with the pooled accuracy p, else uniform."""
+        c = self.num_classes
+        total = sum(cm.sum() for cm in self.confusion.values())
+        right = sum(np.trace(cm) for cm in self.confusion.values())
+        p = (right + self.smoothing) / (total + 2 * self.smoothing) if c > 1 else 1.0
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        table = np.full((c, c), np.log((1 - p) / max(c - 1, 1)))
+        np.fill_diagonal(table, np.log(p))
+        return table
+
+    def log_prior(self) -> np.ndarray:
+        """(C,) log class frequencies of the consensus."""
+        counts = np.asarray(self.class_counts, dtype=np.float64) + self.smoothing
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(counts / counts.sum())
+
+    def score_table(self, annotator: str) -> np.ndarray:
+        """(256, C + 1) float32 lookup: row = label, columns = log-likelihood per class, then 1 if labelled."""
+        if annotator not in self._tables:
+            self._tables[annotator] = _score_table(self.log_confusion(annotator).T, self.num_classes)
+        return self._tables[annotator]
+
+    def to_dict(self) -> dict:
+        """JSON-able form; ``from_dict`` restores it."""
+        return {
+            "num_classes": self.num_classes,
+            "smoothing": self.smoothing,
+            "passes": self.passes,
+            "converged": self.converged,
+            "class_counts": np.asarray(self.class_counts).astype(int).tolist(),
+            "confusion": {a: np.asarray(cm).astype(int).tolist() for a, cm in sorted(self.confusion.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "AnnotatorModels":
+        try:
+            return cls(
+                num_classes=int(data["num_classes"]),
+                confusion={str(a): np.asarray(cm, dtype=np.int64) for a, cm in data["confusion"].items()},
+                class_counts=np.asarray(data["class_counts"], dtype=np.int64),
+                smoothing=float(data.get("smoothing", 1.0)),
+                passes=int(data.get("passes", 0)),
+                converged=bool(data.get("converged", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConsensusError(f"not an AnnotatorModels dict ({exc!r}); expected the keys of to_dict()") from exc
+
+
+def majority_vote(maps: Maps, num_classes: int | None = None) -> np.ndarray:
+    """Plain per-pixel vote: (H, W) uint8 maps -> (H, W) uint8.
+
+    num_classes defaults to the largest label below 255, plus one. Ties and
+    pixels nobody labelled give 255; a single map is returned as a copy.
+    """
+    arrays = _check_maps(list(maps.values()) if isinstance(maps, Mapping) else list(maps))
+    if len(arrays) == 1:
+        return arrays[0].copy()
+    if num_classes is None:
+        num_classes = 1 + max(int(m[m != IGNORE_INDEX].max(initial=0)) for m in arrays)
+    table = _score_table(np.eye(num_classes), num_classes)
+    return _vote(arrays, [table] * len(arrays), None, TIE_TOL)
+
+
+def weighted_vote(maps: Mapping[str, np.ndarray], models: AnnotatorModels, tie_tol: float = TIE_TOL) -> np.ndarray:
+    """The project's consensus: Dawid-Skene posterior per pixel, argmax.
+
+    maps: {annotator id: (H, W) uint8}. Returns (H, W) uint8. For pixel x the
+    score of class k is log prior(k) + sum over annotators a who labelled x of
+    log P(a says maps[a][x] | k), from ``models`` (annotators not in the
+    models get the neutral model). Best score wins; ties (within ``tie_tol``
+    nats) and pixels nobody labelled give 255. Annotators are summed in
+    sorted-id order, so the float result is deterministic. One annotator:
+    a copy of their map.
+    """
+    if not isinstance(maps, Mapping):
+        raise ConsensusError(f"weighted_vote needs {{annotator id: label map}}, got {type(maps).__name__}")
+    ids = sorted(maps)
+    arrays = _check_maps([maps[a] for a in ids])
+    if len(arrays) == 1:
+        return arrays[0].copy()
+    tables = [models.score_table(a) for a in ids]
+    return _vote(arrays, tables, models.log_prior().astype(np.float32), tie_tol)
+
+
+def estimate_annotator_models(
+    tasks: Tasks, num_classes: int, *, iterations: int = 10, smoothing: float = 1.0, tol: float = 1e-3
+) -> AnnotatorModels:
+    """Estimate every annotator's confusion against the consensus, project-wide.
+
+    tasks: a zero-argument callable returning an iterable of {annotator id:
+    (H, W) uint8 map} (one dict per image; it is called once per pass, so
+    maps can be read from disk image by image), or a re-iterable sequence of
+    such dicts. Images with fewer than two annotators are skipped: they say
+    nothing about reliability.
+
+    Pass 0 counts, per annotator, (consensus class, given label) pixel pairs
+    against the majority vote; each later pass recomputes the consensus with
+    ``weighted_vote`` and the previous pass's models (classification EM of
+    Dawid-Skene). Stops after ``iterations`` re-estimations or when no
+    row-normalised confusion entry moved by more than ``tol``.
+    """
+    if not 1 <= num_classes < IGNORE_INDEX:
+        raise ConsensusError(f"num_classes must lie in [1, 254], got {num_classes}")
+    if not callable(tasks) and iter(tasks) is tasks:
+        raise ConsensusError("tasks is a one-shot iterator; pass a list or a zero-argument callable")
+    models = None
+    for done in range(iterations + 1):
+        new = _count_pass(tasks() if callable(tasks) else tasks, num_classes, models, smoothing, done + 1)
+        if models is not None and _max_change(models, new) <= tol:
+            return _with(new, converged=True)
+        models = new
+    return models
+
+
+def _count_pass(tasks, num_classes, models, smoothing, passes) -> AnnotatorModels:
+    confusion: dict[str, np.ndarray] = {}
+    class_counts = np.zeros(num_classes, dtype=np.int64)
+    for maps in tasks:
+        if len(maps) < 2:
+            continue
+        consensus = majority_vote(maps, num_classes) if models is None else weighted_vote(maps, models)
+        class_counts += np.bincount(consensus.ravel(), minlength=256)[:num_classes]
+        row = consensus.ravel().astype(np.intp) * 256
+        for a, m in maps.items():
+            pairs = np.bincount(row + m.ravel(), minlength=65536)
+            cm = pairs.reshape(256, 256)[:num_classes, :num_classes]
+            confusion[a] = confusion.get(a, 0) + cm
+    return AnnotatorModels(num_classes, confusion, class_counts, smoothing, passes)
+
+
+def _max_change(old: AnnotatorModels, new: AnnotatorModels) -> float:
+    if set(old.confusion) != set(new.confusion):
+        return float("inf")
+    return max((float(np.abs(np.exp(old.log_confusion(a)) - np.exp(new.log_confusion(a))).max())
+                for a in new.confusion), default=0.0)
+
+
+def _with(models: AnnotatorModels, converged: bool) -> AnnotatorModels:
+    return AnnotatorModels(models.num_classes, models.confusion, models.class_counts,
+                           models.smoothing, models.passes, converged)
+
+
+def staple(maps: Maps, num_classes: int, max_iterations: int = 100) -> np.ndarray:
+    """SimpleITK MultiLabelSTAPLE of one image: (H, W) uint8 maps -> (H, W) uint8.
+
+    The filter knows no "unlabeled": a 255 in a uint8 input is a label like
+    any other (labels 0..255 fill the whole type, and with undecided label
+    255 the filter never returns, as seen with SimpleITK 2.5.7). So 255 and
+    any label >= C are mapped to the extra label C before the call, the
+    undecided label is 255, and pixels whose STAPLE label is C become 255.
+    STAPLE's own rule for undecided pixels (no single most probable label)
+    gives 255 as well. A single map is returned as a copy.
+    """
+    import SimpleITK as sitk
+
+    arrays = _check_maps(list(maps.values()) if isinstance(maps, Mapping) else list(maps))
+    if not 1 <= num_classes < IGNORE_INDEX:
+        raise ConsensusError(f"num_classes must lie in [1, 254], got {num_classes}")
+    if len(arrays) == 1:
+        return arrays[0].copy()
+    remap = np.full(256, num_classes, dtype=np.uint8)
+    remap[:num_classes] = np.arange(num_classes, dtype=np.uint8)
+    flt = sitk.MultiLabelSTAPLEImageFilter()
+    flt.SetLabelForUndecidedPixels(IGNORE_INDEX)
+    flt.SetMaximumNumberOfIterations(max_iterations)
+    out = sitk.GetArrayFromImage(flt.Execute([sitk.GetImageFromArray(remap[m]) for m in arrays]))
+    out[out >= num_classes] = IGNORE_INDEX
+    return out.astype(np.uint8)
+
+
+def annotator_quality(cm: np.ndarray, class_names: Sequence[str] | None = None, top_k: int = 3) -> dict:
+    """Plain-dict quality of one annotator from cm (C, C): rows consensus, columns their labels.
+
+    Keys: pixels, pixel_accuracy, mean_iou, iou and sensitivity (per class
+    name; None where undefined), top_confusions (the ``top_k`` largest
+    off-diagonal cells: consensus class, labelled as, pixels, share of that
+    consensus class).
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(cm.shape[0])]
+    if cm.ndim != 2 or cm.shape != (len(names), len(names)):
+        raise ConsensusError(f"expected a ({len(names)}, {len(names)}) confusion matrix, got {cm.shape}")
+    rows = cm.sum(axis=1)
+    iou = iou_per_class(cm)
+    sens = np.where(rows > 0, np.diag(cm) / np.maximum(rows, 1), np.nan)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top_k]
+    confusions = [
+        {"consensus": names[t], "labelled": names[p], "pixels": int(off[t, p]),
+         "share": float(off[t, p] / rows[t])}
+        for t, p in (np.unravel_index(i, off.shape) for i in order) if off[t, p] > 0
+    ]
+    total = int(cm.sum())
+    return {
+        "pixels": total,
+        "pixel_accuracy": float(np.trace(cm) / total) if total else None,
+        "mean_iou": _num(np.nanmean(iou)) if np.isfinite(iou).any() else None,
+        "iou": {n: _num(v) for n, v in zip(names, iou)},
+        "sensitivity": {n: _num(v) for n, v in zip(names, sens)},
+        "top_confusions": confusions,
+    }
+
+
+def quality_report(models: AnnotatorModels, class_names: Sequence[str] | None = None, top_k: int = 3) -> dict:
+    """``annotator_quality`` of every annotator in ``models`` (project-wide), keyed by annotator id."""
+    return {a: annotator_quality(cm, class_names, top_k) for a, cm in sorted(models.confusion.items())}
+
+
+def _num(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _check_maps(arrays: list) -> list[np.ndarray]:
+    if not arrays:
+        raise ConsensusError("no label maps to merge; expected at least one (H, W) uint8 map")
+    arrays = [np.asarray(m) for m in arrays]
+    shape = arrays[0].shape
+    for m in arrays:
+        if m.ndim != 2 or m.dtype != np.uint8 or m.shape != shape:
+            raise ConsensusError(
+                f"label maps must all be (H, W) uint8 of one shape; got {[(str(a.dtype), a.shape) for a in arrays]}"
+            )
+    return arrays
+
+
+def _score_table(scores_by_label: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) scores (row = given label, column = class) -> (256, C + 1) float32 gather table."""
+    table = np.zeros((256, num_classes + 1), dtype=np.float32)
+    table[:num_classes, :num_classes] = scores_by_label
+    table[:num_classes, num_classes] = 1.0
+    return table
+
+
+def _vote(arrays: list[np.ndarray], tables: list[np.ndarray], bias: np.ndarray | None, tie_tol: float) -> np.ndarray:
+    """Sum each annotator's gathered score rows, then argmax with the tie rule."""
+    scores = np.take(tables[0], arrays[0].ravel(), axis=0)  # (P, C + 1)
+    for table, labels in zip(tables[1:], arrays[1:]):
+        scores += np.take(table, labels.ravel(), axis=0)
+    c = scores.shape[1] - 1
+    labelled = scores[:, c] > 0
+    per_class = np.ascontiguousarray(scores[:, :c].T)  # (C, P): reductions over classes run fast
+    if bias is not None:
+        per_class += bias[:, None]
+    hit = per_class >= per_class.max(axis=0) - tie_tol
+    count = hit.sum(axis=0, dtype=np.uint8)
+    rank = np.arange(c, 0, -1, dtype=np.uint8)[:, None]  # first hit has the highest rank
+    label = (c - (hit * rank).max(axis=0)).astype(np.uint8)
+    label[(count != 1) | ~labelled] = IGNORE_INDEX
+    return label.reshape(arrays[0].shape)

@@ -25,7 +25,7 @@ Methods:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
@@ -106,8 +106,9 @@ class AnnotatorModels:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "AnnotatorModels":
+        """Inverse of ``to_dict``; raises ConsensusError on missing keys or inconsistent shapes."""
         try:
-            return cls(
+            models = cls(
                 num_classes=int(data["num_classes"]),
                 confusion={str(a): np.asarray(cm, dtype=np.int64) for a, cm in data["confusion"].items()},
                 class_counts=np.asarray(data["class_counts"], dtype=np.int64),
@@ -115,8 +116,12 @@ class AnnotatorModels:
                 passes=int(data.get("passes", 0)),
                 converged=bool(data.get("converged", False)),
             )
+            shapes = {np.shape(cm) for cm in models.confusion.values()} | {np.shape(models.class_counts) * 2}
+            if shapes - {(models.num_classes, models.num_classes)}:
+                raise ValueError(f"shapes {sorted(shapes)} for num_classes={models.num_classes}")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConsensusError(f"not an AnnotatorModels dict ({exc!r}); expected the keys of to_dict()") from exc
+        return models
 
 
 def majority_vote(maps: Maps, num_classes: int | None = None) -> np.ndarray:
@@ -144,6 +149,15 @@ def weighted_vote(maps: Mapping[str, np.ndarray], models: AnnotatorModels, tie_t
     nats) and pixels nobody labelled give 255. Annotators are summed in
     sorted-id order, so the float result is deterministic. One annotator:
     a copy of their map.
+
+    Why a full confusion matrix per annotator rather than one weight per
+    annotator or per class: crowd errors are systematic and class-specific.
+    A confuser's "Road" becomes evidence shared between Road and Pavement
+    instead of a wrong vote, while their Sky keeps full weight; a misser's
+    "Building" over a missed car is weak evidence against Car; a spammer's
+    near-uniform rows give log-ratios near zero, so spam drops out without a
+    threshold. A weight can only scale a vote, never redirect it. Per pixel
+    the cost is the same: one (C,) row gathered per annotator.
     """
     if not isinstance(maps, Mapping):
         raise ConsensusError(f"weighted_vote needs {{annotator id: label map}}, got {type(maps).__name__}")
@@ -172,15 +186,16 @@ def estimate_annotator_models(
     Dawid-Skene). Stops after ``iterations`` re-estimations or when no
     row-normalised confusion entry moved by more than ``tol``.
     """
-    if not 1 <= num_classes < IGNORE_INDEX:
-        raise ConsensusError(f"num_classes must lie in [1, 254], got {num_classes}")
+    if not 1 <= num_classes < IGNORE_INDEX or iterations < 0 or smoothing < 0:
+        raise ConsensusError(f"need 1 <= num_classes <= 254, iterations >= 0, smoothing >= 0; got "
+                             f"{num_classes}, {iterations}, {smoothing}")
     if not callable(tasks) and iter(tasks) is tasks:
         raise ConsensusError("tasks is a one-shot iterator; pass a list or a zero-argument callable")
     models = None
     for done in range(iterations + 1):
         new = _count_pass(tasks() if callable(tasks) else tasks, num_classes, models, smoothing, done + 1)
         if models is not None and _max_change(models, new) <= tol:
-            return _with(new, converged=True)
+            return replace(new, converged=True)
         models = new
     return models
 
@@ -206,11 +221,6 @@ def _max_change(old: AnnotatorModels, new: AnnotatorModels) -> float:
         return float("inf")
     return max((float(np.abs(np.exp(old.log_confusion(a)) - np.exp(new.log_confusion(a))).max())
                 for a in new.confusion), default=0.0)
-
-
-def _with(models: AnnotatorModels, converged: bool) -> AnnotatorModels:
-    return AnnotatorModels(models.num_classes, models.confusion, models.class_counts,
-                           models.smoothing, models.passes, converged)
 
 
 def staple(maps: Maps, num_classes: int, max_iterations: int = 100) -> np.ndarray:

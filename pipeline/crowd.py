@@ -8,8 +8,10 @@ Shapes legend:
     C      number of classes; labels 0..C-1, 255 = void / unlabeled
 
 Profiles (``PROFILES``), each applied to the truth and then, except for the
-spammer, given a light boundary jitter (a smooth random displacement field
-of about ``jitter`` px, nearest-neighbour resampled):
+spammer, given a light boundary jitter: the map is resampled (nearest
+neighbour) through a smooth random displacement field whose per-pixel offset
+has a standard deviation of ``jitter`` px (default 0.5: about a third of the
+boundary pixels move by one pixel along each axis):
 
     good      the truth with the light jitter only
     dilated   objects grown by ``radius`` px: classes rarer in the image win
@@ -74,7 +76,8 @@ def simulate_annotator(
     """One simulated annotator's label map of an image.
 
     truth: (H, W) uint8, labels 0..C-1 and 255 = void. Returns (H, W) uint8.
-    rng: a numpy Generator (consumed) or a seed. ``pairs``: confuser swap map,
+    rng: a numpy Generator (consumed) or a seed (None: fresh entropy, not
+    reproducible). ``pairs``: confuser swap map,
     class id -> class id (default: 0<->1, 2<->3, ...). ``background``: classes
     the misser never misses (default: classes covering at least 10 % of the
     image's labelled pixels). See the module docstring for the profiles.

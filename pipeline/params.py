@@ -91,6 +91,7 @@ class TrainParams:
     color_jitter: float = 0.2                  # brightness/contrast/saturation strength; 0 = off
     workers: int = 2                           # DataLoader worker processes per training process
     device: str = "auto"                       # auto | cpu | cuda | cuda:N
+    threads: int = 0                           # CPU intra-op threads per process; 0 = PyTorch's default
     precision: str = "auto"                    # auto (bf16 on a supporting GPU, else fp32) | bf16 | fp32
     channels_last: bool = True
     compile: bool = False                      # torch.compile the model
@@ -107,6 +108,7 @@ class EvaluateParams:
     batch_size: int = 4
     workers: int = 2
     device: str = "auto"
+    threads: int = 0                           # CPU intra-op threads; 0 = PyTorch's default
 
 
 SECTIONS: dict[str, type] = {

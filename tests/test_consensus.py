@@ -1,4 +1,5 @@
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -174,6 +175,18 @@ def test_models_round_trip_through_json():
     np.testing.assert_array_equal(weighted_vote(tasks[1], restored), weighted_vote(tasks[1], models))
     with pytest.raises(ConsensusError, match="to_dict"):
         AnnotatorModels.from_dict({"confusion": {}})
+    broken = models.to_dict()
+    broken["num_classes"] = 5
+    with pytest.raises(ConsensusError, match="shapes"):
+        AnnotatorModels.from_dict(broken)
+
+
+def test_models_survive_pickling_for_worker_processes():
+    _, tasks = planted_project(seed=4, images=2)
+    models = estimate_annotator_models(tasks, 4, iterations=1)
+    weighted_vote(tasks[0], models)  # fills the lookup-table cache
+    clone = pickle.loads(pickle.dumps(models))
+    np.testing.assert_array_equal(weighted_vote(tasks[1], clone), weighted_vote(tasks[1], models))
 
 
 def test_staple_tiny_case():

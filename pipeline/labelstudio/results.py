@@ -31,6 +31,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from pipeline.errors import ParamsError, ResultError
@@ -247,3 +248,48 @@ def label_tags(label_config_xml: str) -> dict[str, LabelTag]:
         )
         tags[name] = LabelTag(name, element.tag, to_name, labels)
     return tags
+
+
+def label_map_to_polygon_results(
+    label_map: np.ndarray,
+    classes: Sequence[str],
+    *,
+    task_id: int | str,
+    from_name: str,
+    to_name: str,
+    tolerance_px: float = 1.0,
+    min_area_px: float = 4.0,
+) -> list[dict]:
+    """One polygonlabels result per outer contour of each class in `label_map` (H, W) uint8.
+
+    Contours are traced on pixel centres and simplified within `tolerance_px` (as a person
+    clicking vertices would); holes and parts smaller than `min_area_px` are dropped, so this
+    is a lossy, human-like tracing, not a codec. Ids are fixed by task, tag, class and order.
+    """
+    ids = _class_ids(classes)
+    height, width = label_map.shape
+    out = []
+    for name, class_id in ids.items():
+        mask = (label_map == class_id).astype(np.uint8)
+        if not mask.any():
+            continue
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for order, contour in enumerate(c for c in contours if cv2.contourArea(c) >= min_area_px):
+            simple = cv2.approxPolyDP(contour, tolerance_px, True).reshape(-1, 2).astype(np.float64)
+            if len(simple) < 3:
+                continue
+            # Outline through pixel centres, pushed half a pixel out so the centre rule keeps the edge pixels.
+            centre = simple.mean(0)
+            points = simple + 0.5 + 0.5 * np.sign(simple - centre)
+            percent = np.stack([points[:, 0] * 100.0 / width, points[:, 1] * 100.0 / height], 1)
+            out.append({
+                "id": region_id(task_id, from_name, f"{name}#{order}"),
+                "type": "polygonlabels",
+                "from_name": from_name,
+                "to_name": to_name,
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "value": {"points": np.round(percent, 4).tolist(), "polygonlabels": [name], "closed": True},
+            })
+    return out

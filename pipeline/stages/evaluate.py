@@ -17,7 +17,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from pipeline.atomic import replace_dir, replace_file, write_json
 from pipeline.errors import TrainingError
@@ -29,7 +28,7 @@ from pipeline.training.comparison import write_comparison
 from pipeline.training import hints
 from pipeline.training.checkpoint import checkpoint_params, finite_or_none, load_checkpoint, model_from_checkpoint
 from pipeline.training.data import EvalDataset, collate_eval, list_samples, make_loader, read_image
-from pipeline.training.distributed import resolve_device
+from pipeline.training.distributed import resolve_device, set_cpu_threads
 from pipeline.training.predict import amp_dtype, predictions
 
 
@@ -69,6 +68,7 @@ def run(raw_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path
         raise TrainingError("no checkpoint to evaluate; pass at least one, e.g. models/best.pt")
     paths = reports if isinstance(reports, ReportPaths) else ReportPaths.under(reports)
     device = resolve_device(params.device)
+    set_cpu_threads(params.threads, device)
     dataset = (Path(raw_dir), Path(annotations_dir), Path(labels_dir))
     samples = list_samples(*dataset, Path(splits_dir) / f"{params.split}.txt")
     if not samples:

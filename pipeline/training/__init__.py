@@ -1,0 +1,1 @@
+"""Training and evaluation internals: data, transforms, loop, checkpoints, processes."""

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from pipeline.cooccurrence import LabelTuples, confusion_against, label_tuples, paint, pixel_keys
 from pipeline.errors import PipelineError
 from pipeline.metrics import iou_per_class
 
@@ -64,11 +65,14 @@ class AnnotatorModels:
 
     def log_confusion(self, annotator: str) -> np.ndarray:
         """(C, C) log P(annotator labels l | true class k); unknown ids get ``neutral_log_confusion``."""
-        if annotator not in self.confusion:
-            return self.neutral_log_confusion()
-        counts = np.asarray(self.confusion[annotator], dtype=np.float64) + self.smoothing
-        with np.errstate(divide="ignore", invalid="ignore"):  # smoothing 0: unseen pairs are -inf
-            return np.log(counts / counts.sum(axis=1, keepdims=True))
+        if annotator not in self._tables:  # cached: every image's vote asks for it again
+            if annotator not in self.confusion:
+                self._tables[annotator] = self.neutral_log_confusion()
+            else:
+                counts = np.asarray(self.confusion[annotator], dtype=np.float64) + self.smoothing
+                with np.errstate(divide="ignore", invalid="ignore"):  # smoothing 0: unseen pairs are -inf
+                    self._tables[annotator] = np.log(counts / counts.sum(axis=1, keepdims=True))
+        return self._tables[annotator]
 
     def neutral_log_confusion(self) -> np.ndarray:
         """Symmetric model of a typical annotator: right with the pooled accuracy p, else uniform."""
@@ -86,12 +90,6 @@ class AnnotatorModels:
         counts = np.asarray(self.class_counts, dtype=np.float64) + self.smoothing
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(counts / counts.sum())
-
-    def score_table(self, annotator: str) -> np.ndarray:
-        """(256, C + 1) float32 lookup: row = label, columns = log-likelihood per class, then 1 if labelled."""
-        if annotator not in self._tables:
-            self._tables[annotator] = _score_table(self.log_confusion(annotator).T, self.num_classes)
-        return self._tables[annotator]
 
     def to_dict(self) -> dict:
         """JSON-able form; ``from_dict`` restores it."""
@@ -135,8 +133,8 @@ def majority_vote(maps: Maps, num_classes: int | None = None) -> np.ndarray:
         return arrays[0].copy()
     if num_classes is None:
         num_classes = 1 + max(int(m[m != IGNORE_INDEX].max(initial=0)) for m in arrays)
-    table = _score_table(np.eye(num_classes), num_classes)
-    return _vote(arrays, [table] * len(arrays), None, TIE_TOL)
+    tuples, pixels = pixel_keys({f"{i:04d}": m for i, m in enumerate(arrays)}, num_classes)
+    return paint(vote_tuples(tuples, None), pixels, arrays[0].shape)
 
 
 def weighted_vote(maps: Mapping[str, np.ndarray], models: AnnotatorModels, tie_tol: float = TIE_TOL) -> np.ndarray:
@@ -146,9 +144,7 @@ def weighted_vote(maps: Mapping[str, np.ndarray], models: AnnotatorModels, tie_t
     score of class k is log prior(k) + sum over annotators a who labelled x of
     log P(a says maps[a][x] | k), from ``models`` (annotators not in the
     models get the neutral model). Best score wins; ties (within ``tie_tol``
-    nats) and pixels nobody labelled give 255. Annotators are summed in
-    sorted-id order, so the float result is deterministic. One annotator:
-    a copy of their map.
+    nats) and pixels nobody labelled give 255. One annotator: a copy.
 
     Why a full confusion matrix per annotator rather than one weight per
     annotator or per class: crowd errors are systematic and class-specific.
@@ -156,17 +152,39 @@ def weighted_vote(maps: Mapping[str, np.ndarray], models: AnnotatorModels, tie_t
     instead of a wrong vote, while their Sky keeps full weight; a misser's
     "Building" over a missed car is weak evidence against Car; a spammer's
     near-uniform rows give log-ratios near zero, so spam drops out without a
-    threshold. A weight can only scale a vote, never redirect it. Per pixel
-    the cost is the same: one (C,) row gathered per annotator.
+    threshold. A weight can only scale a vote, never redirect it.
+
+    The score depends only on the combination of labels a pixel received, so
+    it is computed once per distinct combination (pipeline.cooccurrence) and
+    painted back by table lookup.
     """
     if not isinstance(maps, Mapping):
         raise ConsensusError(f"weighted_vote needs {{annotator id: label map}}, got {type(maps).__name__}")
-    ids = sorted(maps)
-    arrays = _check_maps([maps[a] for a in ids])
+    arrays = _check_maps([maps[a] for a in sorted(maps)])
     if len(arrays) == 1:
         return arrays[0].copy()
-    tables = [models.score_table(a) for a in ids]
-    return _vote(arrays, tables, models.log_prior().astype(np.float32), tie_tol)
+    tuples, pixels = pixel_keys(dict(maps), models.num_classes)
+    return paint(vote_tuples(tuples, models, tie_tol), pixels, arrays[0].shape)
+
+
+def vote_tuples(tuples: LabelTuples, models: AnnotatorModels | None, tie_tol: float = TIE_TOL) -> np.ndarray:
+    """Consensus label (K,) uint8 of each label combination; None models = plain majority.
+
+    Ties (within ``tie_tol``) and combinations nobody labelled give 255.
+    """
+    c = tuples.num_classes
+    scores = np.zeros((len(tuples.counts), c))
+    for column, annotator in enumerate(tuples.annotators):
+        table = np.eye(c) if models is None else models.log_confusion(annotator).T  # (given label, class)
+        scores += np.vstack([table, np.zeros((1, c))])[tuples.codes[:, column]]
+    if models is not None:
+        scores += models.log_prior()[None, :]
+    best = scores.max(axis=1, keepdims=True)
+    hits = scores >= best - tie_tol
+    labels = np.argmax(hits, axis=1).astype(np.uint8)
+    labelled = (tuples.codes < c).any(axis=1)
+    labels[(hits.sum(axis=1) != 1) | ~labelled] = IGNORE_INDEX
+    return labels
 
 
 def estimate_annotator_models(
@@ -174,45 +192,42 @@ def estimate_annotator_models(
 ) -> AnnotatorModels:
     """Estimate every annotator's confusion against the consensus, project-wide.
 
-    tasks: a zero-argument callable returning an iterable of {annotator id:
-    (H, W) uint8 map} (one dict per image; it is called once per pass, so
-    maps can be read from disk image by image), or a re-iterable sequence of
-    such dicts. Images with fewer than two annotators are skipped: they say
-    nothing about reliability.
+    tasks: an iterable (or a zero-argument callable returning one) of either
+    {annotator id: (H, W) uint8 map} per image or that image's LabelTuples.
+    Each image is read once and reduced to its label combinations; the
+    passes then run on those small tables in memory. Images with fewer than
+    two annotators are skipped: they say nothing about reliability.
 
     Pass 0 counts, per annotator, (consensus class, given label) pixel pairs
     against the majority vote; each later pass recomputes the consensus with
-    ``weighted_vote`` and the previous pass's models (classification EM of
-    Dawid-Skene). Stops after ``iterations`` re-estimations or when no
-    row-normalised confusion entry moved by more than ``tol``.
+    the previous pass's models (classification EM of Dawid-Skene). Stops
+    after ``iterations`` re-estimations or when no row-normalised confusion
+    entry moved by more than ``tol``.
     """
     if not 1 <= num_classes < IGNORE_INDEX or iterations < 0 or smoothing < 0:
         raise ConsensusError(f"need 1 <= num_classes <= 254, iterations >= 0, smoothing >= 0; got "
                              f"{num_classes}, {iterations}, {smoothing}")
-    if not callable(tasks) and iter(tasks) is tasks:
-        raise ConsensusError("tasks is a one-shot iterator; pass a list or a zero-argument callable")
+    tables = [t if isinstance(t, LabelTuples) else label_tuples(dict(t), num_classes)
+              for t in (tasks() if callable(tasks) else tasks)]
+    tables = [t for t in tables if len(t.annotators) >= 2]
     models = None
     for done in range(iterations + 1):
-        new = _count_pass(tasks() if callable(tasks) else tasks, num_classes, models, smoothing, done + 1)
+        new = _count_pass(tables, num_classes, models, smoothing, done + 1)
         if models is not None and _max_change(models, new) <= tol:
             return replace(new, converged=True)
         models = new
     return models
 
 
-def _count_pass(tasks, num_classes, models, smoothing, passes) -> AnnotatorModels:
+def _count_pass(tables: list[LabelTuples], num_classes, models, smoothing, passes) -> AnnotatorModels:
     confusion: dict[str, np.ndarray] = {}
     class_counts = np.zeros(num_classes, dtype=np.int64)
-    for maps in tasks:
-        if len(maps) < 2:
-            continue
-        consensus = majority_vote(maps, num_classes) if models is None else weighted_vote(maps, models)
-        class_counts += np.bincount(consensus.ravel(), minlength=256)[:num_classes]
-        row = consensus.ravel().astype(np.intp) * 256
-        for a, m in maps.items():
-            pairs = np.bincount(row + m.ravel(), minlength=65536)
-            cm = pairs.reshape(256, 256)[:num_classes, :num_classes]
-            confusion[a] = confusion.get(a, 0) + cm
+    for tuples in tables:
+        consensus = vote_tuples(tuples, models)
+        decided = consensus < num_classes
+        class_counts += np.bincount(consensus[decided], weights=tuples.counts[decided], minlength=num_classes).astype(np.int64)
+        for column, annotator in enumerate(tuples.annotators):
+            confusion[annotator] = confusion.get(annotator, 0) + confusion_against(tuples, consensus, column)
     return AnnotatorModels(num_classes, confusion, class_counts, smoothing, passes)
 
 
@@ -305,29 +320,3 @@ def _check_maps(arrays: list) -> list[np.ndarray]:
                 f"label maps must all be (H, W) uint8 of one shape; got {[(str(a.dtype), a.shape) for a in arrays]}"
             )
     return arrays
-
-
-def _score_table(scores_by_label: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C, C) scores (row = given label, column = class) -> (256, C + 1) float32 gather table."""
-    table = np.zeros((256, num_classes + 1), dtype=np.float32)
-    table[:num_classes, :num_classes] = scores_by_label
-    table[:num_classes, num_classes] = 1.0
-    return table
-
-
-def _vote(arrays: list[np.ndarray], tables: list[np.ndarray], bias: np.ndarray | None, tie_tol: float) -> np.ndarray:
-    """Sum each annotator's gathered score rows, then argmax with the tie rule."""
-    scores = np.take(tables[0], arrays[0].ravel(), axis=0)  # (P, C + 1)
-    for table, labels in zip(tables[1:], arrays[1:]):
-        scores += np.take(table, labels.ravel(), axis=0)
-    c = scores.shape[1] - 1
-    labelled = scores[:, c] > 0
-    per_class = np.ascontiguousarray(scores[:, :c].T)  # (C, P): reductions over classes run fast
-    if bias is not None:
-        per_class += bias[:, None]
-    hit = per_class >= per_class.max(axis=0) - tie_tol
-    count = hit.sum(axis=0, dtype=np.uint8)
-    rank = np.arange(c, 0, -1, dtype=np.uint8)[:, None]  # first hit has the highest rank
-    label = (c - (hit * rank).max(axis=0)).astype(np.uint8)
-    label[(count != 1) | ~labelled] = IGNORE_INDEX
-    return label.reshape(arrays[0].shape)

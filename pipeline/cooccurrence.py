@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from pipeline.errors import PipelineError
@@ -45,38 +46,60 @@ class LabelTuples:
         return cls(annotators, codes, np.asarray(data["counts"], np.int64), num_classes)
 
 
-def _codes(maps: Mapping[str, np.ndarray], num_classes: int) -> tuple[tuple[str, ...], np.ndarray]:
-    """Annotator ids in sorted order and their labels as codes, (A, P) uint8."""
+def _stack(maps: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], np.ndarray]:
+    """Annotator ids in sorted order and their label maps flattened, (A, P) uint8."""
     if not maps:
         raise PipelineError("no label maps to combine; expected at least one (H, W) uint8 map")
     annotators = tuple(sorted(maps))
     shape = maps[annotators[0]].shape
-    table = np.full(256, num_classes, np.uint8)
-    table[:num_classes] = np.arange(num_classes, dtype=np.uint8)
-    rows = []
     for annotator in annotators:
         label_map = maps[annotator]
         if label_map.dtype != np.uint8 or label_map.shape != shape:
             raise PipelineError(f"label maps must be (H, W) uint8 of one shape; {annotator} has {label_map.dtype} {label_map.shape}, expected {shape}")
-        rows.append(table[label_map.ravel()])
-    return annotators, np.stack(rows)
+    return annotators, np.stack([maps[a].ravel() for a in annotators])
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_keys(maps: np.ndarray, table: np.ndarray, base: int, num_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the pixels: key (P,) int32 of each pixel's label combination, and key counts."""
+    annotators, num_pixels = maps.shape
+    keys = np.empty(num_pixels, np.int32)
+    counts = np.zeros(num_keys, np.int64)
+    for p in range(num_pixels):
+        key = 0
+        for a in range(annotators - 1, -1, -1):  # annotator a becomes digit a of the key
+            key = key * base + table[maps[a, p]]
+        keys[p] = key
+        counts[key] += 1
+    return keys, counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+    out = np.empty(len(keys), np.int64)
+    for p in range(len(keys)):
+        out[p] = table[keys[p]]
+    return out
+
+
+def _code_table(num_classes: int) -> np.ndarray:
+    table = np.full(256, num_classes, np.uint8)
+    table[:num_classes] = np.arange(num_classes, dtype=np.uint8)
+    return table
 
 
 def pixel_keys(maps: Mapping[str, np.ndarray], num_classes: int) -> tuple[LabelTuples, np.ndarray]:
     """The image's tuples and, per pixel, the index of its tuple: (LabelTuples, (P,) int64)."""
-    annotators, codes = _codes(maps, num_classes)
+    annotators, stacked = _stack(maps)
     base = num_classes + 1
     if base ** len(annotators) <= MAX_DENSE_KEYS:
-        keys = np.zeros(codes.shape[1], np.int64)
-        for row in codes[::-1]:  # annotator i becomes digit i of the key
-            keys = keys * base + row
-        histogram = np.bincount(keys, minlength=base ** len(annotators))
+        keys, histogram = _count_keys(stacked, _code_table(num_classes), base, base ** len(annotators))
         present = np.flatnonzero(histogram)
         index_of_key = np.zeros(len(histogram), np.int64)
         index_of_key[present] = np.arange(len(present))
         digits = (present[:, None] // base ** np.arange(len(annotators))[None, :]) % base
-        tuples = LabelTuples(annotators, digits.astype(np.uint8), histogram[present], num_classes)
-        return tuples, index_of_key[keys]
+        return LabelTuples(annotators, digits.astype(np.uint8), histogram[present], num_classes), _lookup(keys, index_of_key)
+    codes = _code_table(num_classes)[stacked]
     unique, inverse, counts = np.unique(codes.T, axis=0, return_inverse=True, return_counts=True)
     return LabelTuples(annotators, unique.astype(np.uint8), counts.astype(np.int64), num_classes), inverse.ravel()
 

@@ -126,9 +126,13 @@ def pairwise_iou(maps: Sequence[np.ndarray], num_classes: int) -> tuple[np.ndarr
         raise MetricsError(
             f"all label maps must have the same shape, got {[np.shape(m) for m in maps]}"
         )
-    pair_ious = np.stack(
-        [iou_per_class(confusion_matrix(a, b, num_classes)) for a, b in combinations(maps, 2)]
-    )
+    return mean_pair_iou([confusion_matrix(a, b, num_classes) for a, b in combinations(maps, 2)])
+
+
+def mean_pair_iou(pair_confusions: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """`pairwise_iou` from the (C, C) confusion matrix of each annotator pair (both-labelled pixels)."""
+    pair_ious = np.stack([iou_per_class(cm) for cm in pair_confusions])
+    num_classes = pair_ious.shape[1]
     seen = np.isfinite(pair_ious).any(axis=0)
     per_class = np.full(num_classes, np.nan)
     per_class[seen] = np.nanmean(pair_ious[:, seen], axis=0)

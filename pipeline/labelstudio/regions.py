@@ -200,8 +200,13 @@ def _polygon_points(index: int, result: Mapping, value: Mapping) -> np.ndarray:
     points = _key(index, result, value, "points", list, "value.")
     if len(points) < 3:
         raise region_error(index, result, f"the polygon has {len(points)} points, it needs at least 3")
+    kinds = {type(c) for point in points if isinstance(point, (list, tuple)) and len(point) == 2 for c in point}
+    if kinds <= {int, float} and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
+        out = np.asarray(points, dtype=np.float64)  # the common, well-formed case in one step
+        if np.isfinite(out).all() and np.abs(out).max() <= MAX_ABS_NUMBER:
+            return out
     out = np.empty((len(points), 2), dtype=np.float64)
-    for k, point in enumerate(points):
+    for k, point in enumerate(points):  # slow path: find and name the bad point
         if not isinstance(point, (list, tuple)) or len(point) != 2:
             raise region_error(index, result, f"value.points[{k}] is {point!r:.40}, expected [x, y]")
         out[k] = [_number(index, result, c, f"value.points[{k}]") for c in point]

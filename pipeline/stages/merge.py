@@ -1,8 +1,9 @@
 """merge: one consensus label map per task, with agreement and annotator-quality figures.
 
 Methods (merge.method):
-  vote      weighted per-pixel vote; each annotator's per-class reliability is estimated over
-            the whole project (consensus -> agreement with it -> weights, repeated)
+  vote      weighted per-pixel vote: each annotator's confusion matrix (how they label each true
+            class) is estimated over the whole project (consensus -> agreement with it ->
+            annotator models, repeated; Dawid-Skene), and each pixel takes the most likely class
   staple    SimpleITK MultiLabelSTAPLE, per image
   majority  one vote per annotator
 Ties and pixels nobody labelled become 255. A task with one annotator is copied and flagged
@@ -18,17 +19,18 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
-from itertools import islice
+from itertools import combinations, islice
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, write_json
-from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models, majority_vote, staple, weighted_vote
+from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models, staple, vote_tuples
+from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys
 from pipeline.errors import ParamsError
 from pipeline.masks import read_label_map, write_label_map
-from pipeline.metrics import confusion_matrix, pairwise_iou
+from pipeline.metrics import mean_pair_iou
 from pipeline.params import BaseParams, MergeParams
 
 METHODS = ("vote", "staple", "majority")
@@ -54,20 +56,22 @@ def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, mo
                num_classes: int) -> tuple[dict, dict[str, np.ndarray]]:
     """Write one consensus map; return its agreement entry and each annotator's (C, C) confusion."""
     maps = load_maps(annotations_dir, task)
-    if len(maps) == 1:
-        consensus = next(iter(maps.values())).copy()
-    elif method == "vote":
-        consensus = weighted_vote(maps, models)
-    elif method == "staple":
-        consensus = staple(maps, num_classes)
+    tuples, pixels = pixel_keys(maps, num_classes)
+    shape = next(iter(maps.values())).shape
+    if len(maps) == 1 or method == "staple":
+        consensus = next(iter(maps.values())).copy() if len(maps) == 1 else staple(maps, num_classes)
+        per_tuple = np.empty(len(tuples.counts), np.uint8)
+        per_tuple[pixels] = consensus.ravel()  # all pixels of one label combination get one label
     else:
-        consensus = majority_vote(maps, num_classes)
+        per_tuple = vote_tuples(tuples, models if method == "vote" else None)
+        consensus = paint(per_tuple, pixels, shape)
     write_label_map(out_dir / f"{task['task_id']}.png", consensus)
-    per_class, overall = pairwise_iou(list(maps.values()), num_classes)
-    confusions = {key: confusion_matrix(consensus, label_map, num_classes) for key, label_map in maps.items()}
+    confusions = {name: confusion_against(tuples, per_tuple, column) for column, name in enumerate(tuples.annotators)}
+    pairs = [pair_confusion(tuples, i, j) for i, j in combinations(range(len(tuples.annotators)), 2)]
+    per_class, overall = mean_pair_iou(pairs) if pairs else (np.full(num_classes, np.nan), float("nan"))
     entry = {
         "task_id": task["task_id"],
-        "annotators": sorted(maps),
+        "annotators": list(tuples.annotators),
         "single": len(maps) == 1,
         "mean_pairwise_iou": _round(overall),
         "per_class_iou": [_round(v) for v in per_class],
@@ -97,8 +101,10 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
     project_id = (validation.get("project") or {}).get("id")
     models = None
     if params.method == "vote":
-        loader = lambda: (load_maps(annotations_dir, task) for task in tqdm(tasks, desc="merge: estimate", unit="task", leave=False))  # noqa: E731
-        models = estimate_annotator_models(loader, num_classes, iterations=params.iterations)
+        # validate stored each task's label co-occurrence: estimation reads no label map.
+        tables = (LabelTuples.from_dict(t["cooccurrence"], num_classes) if "cooccurrence" in t else load_maps(annotations_dir, t)
+                  for t in tasks)
+        models = estimate_annotator_models(tables, num_classes, iterations=params.iterations)
     workers = params.workers or os.cpu_count() or 1
     entries, totals = [], {}
     with replace_dir(out_dir) as staging, ProcessPoolExecutor(workers) as pool, tqdm(desc="merge", unit="task", total=len(tasks)) as bar:

@@ -1,0 +1,59 @@
+"""Label co-occurrence tables: exact pixel bookkeeping, both counting paths, derived confusions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import cooccurrence
+from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys
+from pipeline.metrics import confusion_matrix
+
+
+def random_maps(seed: int, annotators: int, num_classes: int, shape=(9, 13)) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    values = np.array([*range(num_classes), 255], np.uint8)
+    return {f"a{i}": rng.choice(values, size=shape) for i in range(annotators)}
+
+
+@pytest.mark.parametrize("annotators", [1, 2, 3, 5])
+def test_tuples_paint_back_every_annotator(annotators: int) -> None:
+    maps = random_maps(annotators, annotators, 4)
+    tuples, pixels = pixel_keys(maps, 4)
+    assert tuples.counts.sum() == 9 * 13 and len(np.unique(tuples.codes, axis=0)) == len(tuples.counts)
+    for column, name in enumerate(tuples.annotators):
+        expected = np.where(maps[name] == 255, 4, maps[name])
+        np.testing.assert_array_equal(paint(tuples.codes[:, column], pixels, (9, 13)), expected)
+
+
+def test_sparse_path_matches_dense_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    maps = random_maps(7, 3, 5)
+    dense, dense_pixels = pixel_keys(maps, 5)
+    monkeypatch.setattr(cooccurrence, "MAX_DENSE_KEYS", 1)
+    sparse, sparse_pixels = pixel_keys(maps, 5)
+    as_dict = lambda t: {tuple(row): int(n) for row, n in zip(t.codes.tolist(), t.counts)}  # noqa: E731
+    assert as_dict(dense) == as_dict(sparse)
+    np.testing.assert_array_equal(dense.codes[dense_pixels], sparse.codes[sparse_pixels])
+
+
+def test_pair_and_consensus_confusions_match_pixel_counts() -> None:
+    maps = random_maps(3, 3, 4)
+    tuples, pixels = pixel_keys(maps, 4)
+    np.testing.assert_array_equal(pair_confusion(tuples, 0, 2), confusion_matrix(maps["a0"], maps["a2"], 4))
+    consensus = tuples.codes[:, 1].copy()
+    consensus[consensus == 4] = 255
+    np.testing.assert_array_equal(confusion_against(tuples, consensus, 0),
+                                  confusion_matrix(paint(consensus, pixels, (9, 13)), maps["a0"], 4))
+
+
+def test_round_trips_through_json() -> None:
+    tuples = cooccurrence.label_tuples(random_maps(1, 3, 3), 3)
+    back = LabelTuples.from_dict(tuples.to_dict(), 3)
+    assert back.annotators == tuples.annotators
+    np.testing.assert_array_equal(back.codes, tuples.codes)
+    np.testing.assert_array_equal(back.counts, tuples.counts)
+
+
+def test_mismatched_maps_are_refused() -> None:
+    with pytest.raises(Exception, match="one shape"):
+        pixel_keys({"a": np.zeros((2, 2), np.uint8), "b": np.zeros((3, 2), np.uint8)}, 2)

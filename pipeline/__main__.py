@@ -115,6 +115,47 @@ def split(
     console.print("split: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
+@app.command("review-stats")
+def review_stats(
+    raw: Path = typer.Option(Path("data/raw"), help="Snapshot folder written by pull."),
+    report: Path = typer.Option(Path("reports/preannotation_effect.json"), help="Report to write."),
+    params: Path = PARAMS,
+) -> None:
+    """How much pre-annotation saved: prediction vs submitted IoU, pixels changed, lead time."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import review_stats as stage
+
+    values = read_params(params)
+    summary = stage.run(raw, report, *(load_section(s, params, values) for s in ("base", "labelstudio", "validate")))
+    console.print_json(data=summary)
+
+
+@app.command()
+def seed(
+    images: Path = typer.Option(..., help="Folder of images."),
+    classes: Path = typer.Option(..., help="JSON: a list of class names, or {'classes': [{id, name, color}], 'ignore_index'}."),
+    masks: Path = typer.Option(None, help="Folder of label-map PNGs named like the images (class ids)."),
+    crowd: str = typer.Option("", help="Simulate annotators from the masks, e.g. good,sloppy,misser,confuser,spammer."),
+    masks_as: str = typer.Option("annotations", help="Without --crowd: import masks as 'annotations' or 'predictions'."),
+    title: str = typer.Option("Seeded project", help="Project title."),
+    document_root: Path = typer.Option(Path(".labelstudio/files"), help="The server's local-files document root."),
+    unlabeled_every: int = typer.Option(0, help="Leave every N-th image without annotations (0 = none)."),
+    seed_value: int = typer.Option(0, "--seed", help="Seed of the simulated crowd."),
+) -> None:
+    """Create a Label Studio project from images, with legacy masks and/or a simulated crowd."""
+    from pipeline import seeding
+    from pipeline.labelstudio.client import LabelStudioClient
+
+    if masks_as not in ("annotations", "predictions"):
+        raise typer.BadParameter("--masks-as must be 'annotations' or 'predictions'")
+    class_list = seeding.read_classes(classes)
+    plan = seeding.plan_seed(title, images, masks, document_root, crowd=[p for p in crowd.split(",") if p],
+                             masks_as=masks_as, unlabeled_every=unlabeled_every, seed=seed_value)
+    with LabelStudioClient.from_env() as client:
+        project_id = seeding.seed(client, plan, class_list)
+    console.print(f"project {project_id} ({title!r}) seeded with {len(plan.images)} images")
+
+
 def main() -> None:
     """Run the CLI, turning the project's own errors into one readable line and exit code 1."""
     try:

@@ -1,0 +1,69 @@
+"""review-stats: how much pre-annotation saved, from the pulled snapshot.
+
+For every submitted annotation of a task that held a prediction created before it, the IoU
+between that prediction and what the human submitted, and the share of pixels the human
+changed; and `lead_time` (seconds in the editor) with a prediction against without one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.atomic import write_json
+from pipeline.errors import PipelineError
+from pipeline.labelstudio.results import annotation_to_label_map
+from pipeline.masks import IGNORE_INDEX
+from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
+from pipeline.preannotation import mask_agreement, summarise_effect
+
+
+def _earlier_prediction(task: dict, annotation: dict) -> dict | None:
+    """The newest prediction of the task created before the annotation, if any."""
+    created = str(annotation.get("created_at") or "")
+    earlier = [p for p in task.get("predictions") or [] if isinstance(p, dict) and str(p.get("created_at") or "") < created]
+    return max(earlier, key=lambda p: (str(p.get("created_at")), p.get("id", 0))) if earlier else None
+
+
+def annotation_effect(task: dict, annotation: dict, classes: list[str], control_tags: tuple[str, ...], unpainted: int) -> dict | None:
+    """One row: lead time, and IoU/changed share against the earlier prediction; None if undecodable."""
+    prediction = _earlier_prediction(task, annotation)
+    row = {"task_id": task["id"], "annotation_id": annotation.get("id"), "lead_time": annotation.get("lead_time"),
+           "model_version": prediction.get("model_version") if prediction else None}
+    if prediction is None:
+        return row
+    try:
+        submitted = annotation_to_label_map(annotation.get("result"), classes, from_names=control_tags or None,
+                                            unlabeled_value=unpainted).label_map
+        predicted = annotation_to_label_map(prediction.get("result"), classes, height=submitted.shape[0],
+                                            width=submitted.shape[1], unlabeled_value=unpainted).label_map
+    except PipelineError:
+        return None  # validate reports broken annotations; here they just do not count
+    row["iou"], row["changed"] = mask_agreement(predicted, submitted, len(classes))
+    return row
+
+
+def run(raw_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams, validate: ValidateParams) -> dict:
+    """Write preannotation_effect.json from the snapshot in `raw_dir`; returns its summary."""
+    unpainted = IGNORE_INDEX if validate.unpainted is None else base.names.index(validate.unpainted)
+    with_prediction, without_prediction = [], []
+    with open(raw_dir / "tasks.jsonl") as lines:
+        for line in lines:
+            task = json.loads(line)["task"]
+            for annotation in task.get("annotations") or []:
+                if annotation.get("was_cancelled"):
+                    continue
+                row = annotation_effect(task, annotation, base.names, tuple(ls.control_tags), unpainted)
+                if row is not None:
+                    (with_prediction if row["model_version"] else without_prediction).append(row)
+    summary = summarise_effect(with_prediction, without_prediction)
+    by_version: dict[str, list[dict]] = {}
+    for row in with_prediction:
+        by_version.setdefault(row["model_version"], []).append(row)
+    report = {
+        "summary": summary,
+        "by_model_version": {version: summarise_effect(rows, without_prediction) for version, rows in sorted(by_version.items())},
+        "annotations": sorted(with_prediction, key=lambda r: (r["task_id"], r["annotation_id"] or 0)),
+    }
+    write_json(report_path, report)
+    return summary

@@ -33,7 +33,7 @@ from pipeline.models import build_model  # noqa: E402
 from pipeline.params import load_section, read_params  # noqa: E402
 from pipeline.training.data import TrainDataset, list_samples, make_loader  # noqa: E402
 from pipeline.training.distributed import Runtime, resolve_device, set_cpu_threads  # noqa: E402
-from pipeline.training.launch import override  # noqa: E402
+from pipeline.params import with_overrides  # noqa: E402
 from pipeline.training.loop import SegmentationLoss, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
 from pipeline.training.transforms import train_transform  # noqa: E402
 from tests.training.synthetic import make_dataset  # noqa: E402
@@ -84,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     values = read_params(args.params)
-    params = override(load_section("train", args.params, values), args.set + ["encoder_weights=null"])
+    params = with_overrides("train", load_section("train", args.params, values), args.set + ["encoder_weights=null"])
     params = dataclasses.replace(params, compile=not args.no_compile)
     device = resolve_device(args.device or params.device)
     set_cpu_threads(params.threads, device)

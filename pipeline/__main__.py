@@ -115,6 +115,50 @@ def split(
     console.print("split: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
+@app.command()
+def train(
+    raw: Path = typer.Option(..., help="Snapshot folder (images)."),
+    annotations: Path = typer.Option(..., help="Folder written by validate (index.jsonl)."),
+    labels: Path = typer.Option(..., help="Consensus label maps."),
+    splits: Path = typer.Option(..., help="Folder with train.txt and val.txt."),
+    models: Path = typer.Option(..., help="Folder for best.pt and last.pt."),
+    live: Path = typer.Option(..., help="dvclive folder (metrics.json, plots, curves.png)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from MODELS/last.pt."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a train param, e.g. --set architecture=FCN8s."),
+    params: Path = PARAMS,
+) -> None:
+    """Fine-tune the configured network; the same command runs under `torchrun --nproc_per_node N`."""
+    from pipeline.params import load_section, read_params, with_overrides
+    from pipeline.stages import train as stage
+
+    values = read_params(params)
+    train_params = with_overrides("train", load_section("train", params, values), overrides)
+    summary = stage.run(raw, annotations, labels, splits, models, live, load_section("base", params, values), train_params,
+                        resume=resume)
+    console.print("train: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@app.command()
+def evaluate(
+    raw: Path = typer.Option(..., help="Snapshot folder (images)."),
+    annotations: Path = typer.Option(..., help="Folder written by validate (index.jsonl)."),
+    labels: Path = typer.Option(..., help="Consensus label maps."),
+    splits: Path = typer.Option(..., help="Folder with the split files."),
+    model: list[Path] = typer.Option(..., help="Checkpoint(s); the first is the primary model, all are compared."),
+    reports: Path = typer.Option(..., help="Folder for metrics, pictures, comparison and suspect labels."),
+    validation: Path = typer.Option(None, help="validation.json (its project id makes Label Studio links)."),
+    params: Path = PARAMS,
+) -> None:
+    """Score the model(s) on the test split; write metrics, confusion, overlays, comparison, suspect labels."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import evaluate as stage
+
+    values = read_params(params)
+    summary = stage.run(raw, annotations, labels, splits, model, stage.ReportPaths.under(reports),
+                        load_section("base", params, values), load_section("evaluate", params, values), validation)
+    console.print_json(data={k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+
+
 @app.command("review-stats")
 def review_stats(
     raw: Path = typer.Option(Path("data/raw"), help="Snapshot folder written by pull."),

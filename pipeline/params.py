@@ -193,3 +193,15 @@ def _classes(value: Any) -> tuple[ClassInfo, ...]:
     if len(classes) > 255:
         raise ParamsError("base.classes may hold at most 255 classes (255 is the ignore value)")
     return tuple(classes)
+
+
+def with_overrides(section: str, current: Any, assignments: list[str]) -> Any:
+    """A params section with `key=value` strings (values parsed as YAML) applied, checked like the file."""
+    values = dataclasses.asdict(current)
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ParamsError(f"--set takes key=value, got {item!r}")
+        values[key] = yaml.safe_load(text)
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return load_section(section, raw={section: values})

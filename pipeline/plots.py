@@ -116,3 +116,27 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
         raise PipelineError(f"could not encode {path} as PNG")
     with replace_file(Path(path), "wb") as handle:
         handle.write(encoded.tobytes())
+
+
+def _read_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one dvclive TSV (columns timestamp?, step, <name>); empty when absent."""
+    if not path.exists():
+        return np.empty(0), np.empty(0)
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    return np.array([float(r[-2]) for r in rows]), np.array([float(r[-1]) for r in rows])
+
+
+def training_curves_png(live_dir: Path, path: Path) -> None:
+    """Loss, validation mIoU and learning rate per epoch, from the dvclive folder, in one PNG."""
+    series = Path(live_dir) / "plots" / "metrics"
+    panels = [("train loss", series / "train" / "loss.tsv"), ("val mIoU", series / "val" / "mIoU.tsv"),
+              ("learning rate", series / "train" / "lr.tsv")]
+    figure = _figure(10, 3)
+    for position, (title, tsv) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), position)
+        steps, values = _read_series(tsv)
+        axes.plot(steps + 1, values, marker="o", markersize=3)
+        axes.set_title(title)
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+    _save(figure, path)

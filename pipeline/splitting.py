@@ -47,7 +47,8 @@ def assign_groups(presence: np.ndarray, groups: Sequence[str], fractions: np.nda
 
     Iterative stratification over groups: groups holding the rarest classes are placed first
     (seeded shuffle breaks ties), each into the split whose per-class and task-count targets
-    are furthest from being met. Deterministic for a given seed and input order.
+    are relatively furthest from being met; when only as many groups remain as wanted splits
+    are empty, those splits get them. Deterministic for a given seed and input order.
     """
     group_names, group_index = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
     num_groups, num_splits = len(group_names), len(fractions)
@@ -63,12 +64,16 @@ def assign_groups(presence: np.ndarray, groups: Sequence[str], fractions: np.nda
     rarity = np.where(group_presence > 0, class_totals[None, :], np.iinfo(np.int64).max).min(1)
     order = np.lexsort((rng.permutation(num_groups), rarity))
     split_of_group = np.empty(num_groups, np.int64)
-    for g in order:
+    open_splits = fractions > 0
+    for placed, g in enumerate(order):
         classes = group_presence[g] > 0
-        class_need = ((wanted_classes - have_classes)[:, classes] / np.maximum(class_totals[classes], 1)).sum(1)
-        task_need = (wanted_tasks - have_tasks) / max(len(group_index), 1)
-        open_splits = fractions > 0
-        score = np.where(open_splits, class_need + task_need, -np.inf)
+        # Relative deficits: a rare class reaches every split before the big split fills up on it.
+        class_need = ((wanted_classes - have_classes)[:, classes] / np.maximum(wanted_classes[:, classes], 1e-9)).mean(1)
+        task_need = (wanted_tasks - have_tasks) / np.maximum(wanted_tasks, 1e-9)
+        empty = open_splits & (have_tasks == 0)
+        # When only as many groups are left as splits still empty, fill those: no wanted split stays empty.
+        allowed = empty if 0 < empty.sum() >= num_groups - placed else open_splits
+        score = np.where(allowed, class_need + task_need, -np.inf)
         best = int(np.argmax(score))  # argmax takes the first split on ties: deterministic
         split_of_group[g] = best
         have_classes[best] += group_presence[g]

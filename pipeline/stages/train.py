@@ -23,6 +23,7 @@ from pipeline.errors import TrainingError
 from pipeline.metrics import iou_per_class, mean_iou, pixel_accuracy
 from pipeline.models import STRIDE, build_model
 from pipeline.params import BaseParams, TrainParams
+from pipeline.plots import training_curves_png
 from pipeline.training import distributed
 from pipeline.training.checkpoint import check_resumable, finite_or_none, load_checkpoint, save_checkpoint
 from pipeline.training.data import (EvalDataset, TrainDataset, collate_eval, label_frequencies, list_samples,
@@ -192,14 +193,19 @@ def _train(raw_dir, annotations_dir, labels_dir, splits_dir, models_dir, live_di
         if val_samples and ((epoch + 1) % params.val_every == 0 or epoch + 1 == params.epochs):
             cm = validation_confusion(fit.model, val_loader, len(base.classes), runtime, dtype, params.channels_last)
             metrics = _validation_metrics(cm, base.names)
+        # Metrics are summed over processes, so every rank reaches the same verdict.
+        score = metrics["mIoU"] if metrics and metrics["mIoU"] is not None else None
+        improved = score is not None and (math.isnan(best) or score > best)
+        best = score if improved else best
         if runtime.is_main:
-            best = _save_epoch(models_dir, fit, params, base, epoch + 1, best, stats, metrics)
+            _save_epoch(models_dir, fit, params, base, epoch + 1, best, improved, stats, metrics)
             _log(live, stats, metrics)
             live.next_step()
             tqdm.write(_epoch_line(epoch + 1, params.epochs, stats, metrics))
     distributed.barrier(runtime)
     if live is not None:
         live.end()
+        training_curves_png(live_dir, live_dir / "curves.png")
     if stats is None:
         raise TrainingError(f"nothing to train: {models_dir / 'last.pt'} already holds {fit.start} of "
                             f"train.epochs={params.epochs} epochs; raise train.epochs to continue")
@@ -216,18 +222,14 @@ def _open_live(live_dir: Path, resume: bool, step: int):
 
 
 def _save_epoch(models_dir: Path, fit: _Fit, params: TrainParams, base: BaseParams, epoch: int, best: float,
-                stats, metrics: dict | None) -> float:
-    """Write last.pt every epoch and best.pt when validation mIoU improves (or, with no val split, each epoch)."""
+                improved: bool, stats, metrics: dict | None) -> None:
+    """Write last.pt every epoch and best.pt when validation mIoU improved (or, before any validation, too)."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    score = metrics["mIoU"] if metrics and metrics["mIoU"] is not None else None
-    improved = score is not None and (math.isnan(best) or score > best)
-    best = score if improved else best
     record = {"train_loss": stats.loss, **(metrics or {})}
     common = (fit.model, params, base.names, base.palette, epoch, best, record)
     if improved or metrics is None and math.isnan(best):
         save_checkpoint(models_dir / "best.pt", *common)
     save_checkpoint(models_dir / "last.pt", *common, fit.optimizer, fit.scheduler)
-    return best
 
 
 def _epoch_line(epoch: int, epochs: int, stats, metrics: dict | None) -> str:

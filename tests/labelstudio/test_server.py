@@ -74,3 +74,26 @@ def test_environment_is_offline_and_token_free_of_parent(tmp_path: Path, monkeyp
     assert environment["COLLECT_ANALYTICS"] == "false"
     assert environment["SENTRY_DSN"] == ""
     assert "LABEL_STUDIO_API_KEY" not in environment
+
+
+def test_serve_command_starts_prints_login_and_stops_by_pid(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    port, data_dir = server.free_port(), tmp_path / "ls"
+    command = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    started = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    credentials = json.loads((data_dir / "credentials.json").read_text())
+    assert f"http://127.0.0.1:{port}" in started.stderr and credentials["password"] in started.stderr
+    pid = json.loads((data_dir / "server.pid").read_text())["pid"]
+    exported = subprocess.run([*command, "--env"], capture_output=True, text=True, timeout=60).stdout
+    assert f"export LABEL_STUDIO_URL=http://127.0.0.1:{port}" in exported and credentials["token"] in exported
+    stopped = subprocess.run([*command, "--stop"], capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0 and "stopped" in stopped.stderr
+    assert not server.is_healthy(f"http://127.0.0.1:{port}")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert server.port_is_free("127.0.0.1", port)

@@ -48,6 +48,9 @@ def _make_repository(root: Path, project_id: int, remote: Path) -> None:
     params["labelstudio"].update(project=project_id, control_tags=["brush", "polygon"])
     params["validate"]["unpainted"] = None
     params["split"].update(group_regex="^(seq\\d+)_")
+    params["train"].update(epochs=2, batch_size=2, base_size=None, crop_size=32, scale_range=[1.0, 1.0], workers=0,
+                           encoder="mobilenet_v2", encoder_weights=None, device="cpu")
+    params["evaluate"].update(workers=0, batch_size=2, overlays_worst=1, overlays_random=1, device="cpu")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     config = (root / ".dvc" / "config").read_text().replace("../../segpipe-dvc-storage", str(remote))
     (root / ".dvc" / "config").write_text(config)
@@ -72,6 +75,8 @@ def repository(label_studio: server.RunningServer, tmp_path_factory: pytest.Temp
     environment = _environment(label_studio)
     _make_repository(root, built.id, tmp_path_factory.mktemp("remote"))
     _run(["git", "init", "-q"], root, environment)
+    _run(["git", "add", "-A"], root, environment)
+    _run(["git", "commit", "-qm", "pipeline"], root, environment)
     first = _run(["dvc", "repro", "split"], root, environment)
     return {"root": root, "built": built, "environment": environment, "first": first, "token": label_studio.credentials.token}
 
@@ -100,9 +105,24 @@ def test_second_repro_changes_nothing(repository: dict) -> None:
     assert (root / "dvc.lock").read_text() == lock
 
 
+def test_repro_trains_both_models_and_evaluates(repository: dict) -> None:
+    root = repository["root"]
+    _run(["dvc", "repro", "evaluate"], root, repository["environment"])
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert 0.0 <= metrics["mIoU"] <= 1.0
+    comparison = json.loads((root / "reports/comparison.json").read_text())
+    assert len(comparison["models"]) == 2
+    for picture in ("reports/confusion.png", "reports/comparison.png", "reports/train/unet/curves.png"):
+        assert (root / picture).read_bytes()[:4] == b"\x89PNG"
+    assert list((root / "reports/overlays").glob("*.png"))
+    assert (root / "reports/suspect_labels.csv").read_text().startswith("rank,")
+    assert "Stage 'evaluate' didn't change" in _run(["dvc", "repro", "evaluate"], root, repository["environment"])
+
+
 def test_token_reaches_no_file(repository: dict) -> None:
     root, token = repository["root"], repository["token"]
-    for path in [root / "dvc.lock", *root.joinpath("data").rglob("*"), *root.joinpath(".dvc").rglob("*")]:
+    for path in [root / "dvc.lock", *root.joinpath("data").rglob("*"), *root.joinpath(".dvc").rglob("*"),
+                 *root.joinpath("models").rglob("*"), *root.joinpath("reports").rglob("*")]:
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
 

@@ -1,4 +1,4 @@
-"""Run under torchrun by test_ddp: the launch entry point, recording which ranks save checkpoints.
+"""Run under torchrun by test_ddp: `pipeline train`, recording which ranks save checkpoints.
 
 Each rank appends the checkpoint paths it saves to $PROBE_DIR/saves_rank<RANK>.txt.
 """
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.stages import train
-from pipeline.training import launch
+from pipeline.__main__ import app
 
 
 def main() -> int:
@@ -24,7 +24,8 @@ def main() -> int:
         return save(path, *args, **kwargs)
 
     train.save_checkpoint = recording_save
-    return launch.main(sys.argv[1:])
+    app(["train", *sys.argv[1:]], standalone_mode=False)
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -33,8 +32,7 @@ def test_torchrun_two_processes_gloo_only_rank0_writes(dataset, tmp_path):
     done = subprocess.run([str(c) for c in command], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["epochs"] == 2
+    assert "train: epochs=2" in done.stderr
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["best.pt", "last.pt"]
     assert (tmp_path / "saves_rank0.txt").read_text().count("last.pt") == 2
     assert (tmp_path / "saves_rank1.txt").read_text() == ""

@@ -14,7 +14,7 @@ from pipeline.errors import TrainingError
 from pipeline.params import TrainParams
 from pipeline.stages import train
 from pipeline.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from pipeline.training.launch import override
+from pipeline.params import with_overrides
 from pipeline.training.loop import lr_factor
 from tests.training.synthetic import CLASSES, Layout, base_params, tiny_params
 
@@ -114,5 +114,5 @@ def test_schedules_in_closed_form():
 
 
 def test_override_parses_yaml_values():
-    params = override(TrainParams(), ["architecture=FCN8s", "epochs=2", "scale_range=[0.5, 1.0]", "encoder_weights=null"])
+    params = with_overrides("train", TrainParams(), ["architecture=FCN8s", "epochs=2", "scale_range=[0.5, 1.0]", "encoder_weights=null"])
     assert (params.architecture, params.epochs, params.scale_range, params.encoder_weights) == ("FCN8s", 2, (0.5, 1.0), None)

@@ -159,6 +159,25 @@ def evaluate(
     console.print_json(data={k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 
 
+@app.command()
+def preannotate(
+    raw: Path = typer.Option(..., help="Snapshot folder written by pull (tasks and images)."),
+    model: Path = typer.Option(..., help="Checkpoint to predict with (models/best.pt)."),
+    agreement: Path = typer.Option(None, help="agreement.json (its review list, for tasks: low_agreement)."),
+    report: Path = typer.Option(..., help="preannotate.json to write."),
+    uncertainty: Path = typer.Option(..., help="CSV of the pre-annotated tasks, least confident first."),
+    params: Path = PARAMS,
+) -> None:
+    """Push the model's masks into Label Studio as predictions, replacing that model version's."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import preannotate as stage
+
+    values = read_params(params)
+    summary = stage.run(raw, model, agreement, report, uncertainty,
+                        *(load_section(s, params, values) for s in ("base", "labelstudio", "preannotate")))
+    console.print("preannotate: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+
+
 @app.command("review-stats")
 def review_stats(
     raw: Path = typer.Option(Path("data/raw"), help="Snapshot folder written by pull."),

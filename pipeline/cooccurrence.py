@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numba
 import numpy as np
 
 from pipeline.errors import PipelineError
 
 IGNORE_INDEX = 255
+COMBINATIONS = "_combinations.png"  # per task: each pixel's row in its co-occurrence table
 # Key spaces up to this size are counted with bincount (fast); larger ones fall back to unique.
 MAX_DENSE_KEYS = 1 << 22
 
@@ -128,3 +131,22 @@ def confusion_against(tuples: LabelTuples, consensus: np.ndarray, annotator: int
 def paint(consensus: np.ndarray, tuple_index: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """The (H, W) uint8 consensus map from a label per tuple (K,) and each pixel's tuple (P,)."""
     return consensus.astype(np.uint8)[tuple_index].reshape(shape)
+
+
+def write_index_map(path: Path, rows: np.ndarray) -> None:
+    """Save (H, W) tuple indices as an 8- or 16-bit PNG (an image has far fewer than 65536 tuples)."""
+    if rows.max(initial=0) > np.iinfo(np.uint16).max:
+        raise PipelineError(f"{rows.max() + 1} label combinations in one image; cannot store them in {path}")
+    dtype = np.uint8 if rows.max(initial=0) <= 255 else np.uint16
+    ok, encoded = cv2.imencode(".png", rows.astype(dtype))
+    if not ok:
+        raise PipelineError(f"could not encode {path}")
+    path.write_bytes(encoded.tobytes())
+
+
+def read_index_map(path: Path) -> np.ndarray:
+    """(H, W) tuple indices written by `write_index_map`."""
+    rows = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if rows is None or rows.ndim != 2:
+        raise PipelineError(f"{path} is not a co-occurrence index map; run validate again")
+    return rows

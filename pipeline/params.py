@@ -111,6 +111,17 @@ class EvaluateParams:
     threads: int = 0                           # CPU intra-op threads; 0 = PyTorch's default
 
 
+@dataclasses.dataclass(frozen=True)
+class PreannotateParams:
+    tasks: str = "unlabeled"
+    model_name: str | None = None
+    brush_tag: str = "brush"
+    batch_size: int = 4
+    push_batch: int = 500
+    device: str = "auto"
+    threads: int = 1
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "labelstudio": LabelStudioParams,
@@ -118,6 +129,7 @@ SECTIONS: dict[str, type] = {
     "validate": ValidateParams,
     "merge": MergeParams,
     "split": SplitParams,
+    "preannotate": PreannotateParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,
 }

@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from pipeline.errors import ResultError, RLEError
@@ -232,27 +233,43 @@ def fill_polygon(points: np.ndarray, height: int, width: int) -> np.ndarray:
     each edge crossing a row adds its direction at the first column whose centre is at or right
     of the crossing, and a running sum along the row is the winding number at each centre.
     """
-    x0, y0 = points[:, 0], points[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    # Rows whose centre r + 0.5 lies in [min y, max y): horizontal edges cross no row.
-    first = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.int64)
-    stop = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.int64)
-    counts = np.maximum(stop - first, 0)
     mask = np.zeros((height, width), dtype=bool)
-    if counts.sum() == 0:
-        return mask
-    edge = np.repeat(np.arange(len(points)), counts)
-    rows = first[edge] + np.arange(edge.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    t = (rows + 0.5 - y0[edge]) / (y1[edge] - y0[edge])
-    cross = x0[edge] + t * (x1[edge] - x0[edge])
-    cols = np.clip(np.ceil(cross - 0.5), 0, width).astype(np.int64)
-    # Only the crossings' bounding box can have a non-zero winding: left of the first crossing
-    # nothing has been added yet, and right of the last the row's directions have summed to 0.
-    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max()
-    steps = np.zeros((bottom - top, right - left + 1), dtype=np.int32)
-    np.add.at(steps, (rows - top, cols - left), np.where(y1 > y0, 1, -1)[edge])
-    mask[top:bottom, left:right] = np.cumsum(steps[:, :-1], axis=1) != 0
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    if len(points) >= 3:
+        _scanline_fill(points, mask)
     return mask
+
+
+@numba.njit(cache=True, nogil=True)
+def _scanline_fill(points: np.ndarray, mask: np.ndarray) -> None:
+    """Fill `mask` (H, W) in place; one compiled pass over edges, then over the touched rows."""
+    height, width = mask.shape
+    count = points.shape[0]
+    top, bottom = height, 0
+    for k in range(count):  # rows whose centre r + 0.5 lies in [min y, max y): horizontal edges cross none
+        y0, y1 = points[k, 1], points[(k + 1) % count, 1]
+        first = min(max(math.ceil(min(y0, y1) - 0.5), 0), height)
+        stop = min(max(math.ceil(max(y0, y1) - 0.5), 0), height)
+        if stop > first:
+            top, bottom = min(top, first), max(bottom, stop)
+    if bottom <= top:
+        return
+    steps = np.zeros((bottom - top, width + 1), np.int32)
+    for k in range(count):
+        x0, y0 = points[k, 0], points[k, 1]
+        x1, y1 = points[(k + 1) % count, 0], points[(k + 1) % count, 1]
+        first = min(max(math.ceil(min(y0, y1) - 0.5), 0), height)
+        stop = min(max(math.ceil(max(y0, y1) - 0.5), 0), height)
+        direction = 1 if y1 > y0 else -1
+        for row in range(first, stop):
+            t = (row + 0.5 - y0) / (y1 - y0)
+            column = min(max(math.ceil(x0 + t * (x1 - x0) - 0.5), 0), width)
+            steps[row - top, column] += direction
+    for row in range(bottom - top):
+        winding = 0
+        for column in range(width):
+            winding += steps[row, column]
+            mask[top + row, column] = winding != 0
 
 
 def fill_ellipse(

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, write_json
 from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models, staple, vote_tuples
-from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys
+from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys, read_index_map
 from pipeline.errors import ParamsError
 from pipeline.masks import read_label_map, write_label_map
 from pipeline.metrics import mean_pair_iou
@@ -55,10 +55,15 @@ def task_link(project_id: int | None, task_id: int) -> str | None:
 def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, models: AnnotatorModels | None,
                num_classes: int) -> tuple[dict, dict[str, np.ndarray]]:
     """Write one consensus map; return its agreement entry and each annotator's (C, C) confusion."""
-    maps = load_maps(annotations_dir, task)
-    tuples, pixels = pixel_keys(maps, num_classes)
-    shape = next(iter(maps.values())).shape
-    if len(maps) == 1 or method == "staple":
+    shape = (task["height"], task["width"])
+    stored = task.get("cooccurrence", {})
+    if method != "staple" and len(task["maps"]) > 1 and "pixels" in stored:
+        tuples = LabelTuples.from_dict(stored, num_classes)
+        pixels = read_index_map(annotations_dir / stored["pixels"]).ravel()
+    else:
+        maps = load_maps(annotations_dir, task)
+        tuples, pixels = pixel_keys(maps, num_classes)
+    if len(task["maps"]) == 1 or method == "staple":
         consensus = next(iter(maps.values())).copy() if len(maps) == 1 else staple(maps, num_classes)
         per_tuple = np.empty(len(tuples.counts), np.uint8)
         per_tuple[pixels] = consensus.ravel()  # all pixels of one label combination get one label
@@ -72,7 +77,7 @@ def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, mo
     entry = {
         "task_id": task["task_id"],
         "annotators": list(tuples.annotators),
-        "single": len(maps) == 1,
+        "single": len(tuples.annotators) == 1,
         "mean_pairwise_iou": _round(overall),
         "per_class_iou": [_round(v) for v in per_class],
         "undecided_fraction": round(float((consensus == 255).mean()), 5),

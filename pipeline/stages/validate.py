@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+
+import orjson
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file
-from pipeline.cooccurrence import label_tuples
+from pipeline.cooccurrence import COMBINATIONS, pixel_keys, write_index_map
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
 from pipeline.masks import IGNORE_INDEX, write_label_map
@@ -95,7 +97,7 @@ def _newest_per_annotator(annotations: list[dict]) -> dict[int, int]:
 
 def validate_task(line: str, raw_dir: Path, out_dir: Path, rules: Rules) -> tuple[dict, dict | None]:
     """Check one snapshot line; write its good label maps; return (report entry, index entry)."""
-    record = json.loads(line)
+    record = orjson.loads(line)
     task, image = record["task"], record["image"]
     task_id = task["id"]
     annotations = task.get("annotations") if isinstance(task.get("annotations"), list) else []
@@ -120,10 +122,14 @@ def validate_task(line: str, raw_dir: Path, out_dir: Path, rules: Rules) -> tupl
     report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem)}
     index = None
     if maps:
-        # The label co-occurrence lets merge estimate annotator models without re-reading the maps.
+        # The label co-occurrence table and each pixel's row in it let merge estimate annotator
+        # models and paint the consensus without reading every annotator's map again.
+        tuples, pixels = pixel_keys(arrays, len(rules.classes))
+        combinations = f"{task_id}/{COMBINATIONS}"
+        write_index_map(out_dir / combinations, pixels.reshape(size))
         index = {"task_id": task_id, "image": image["file"], "height": size[0], "width": size[1],
                  "image_name": image_name(image.get("ref")), "data": task.get("data", {}), "maps": maps,
-                 "cooccurrence": label_tuples(arrays, len(rules.classes)).to_dict()}
+                 "cooccurrence": {**tuples.to_dict(), "pixels": combinations}}
     return report, index
 
 

@@ -1,0 +1,142 @@
+"""preannotate: the best model's masks go back into Label Studio as predictions to correct.
+
+Tasks come from the pulled snapshot (so a changed project re-runs this stage and an unchanged
+one does not); images are read from it too. Each chosen task gets one prediction: a brush
+region per class present, `model_version` = readable name + a short hash of the checkpoint,
+`score` = mean max-softmax confidence. Pushing first deletes that model_version's predictions,
+so a re-run replaces them, and an interrupted push converges on the next run. A task deleted
+in Label Studio since the pull is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from pipeline.atomic import replace_file, write_json
+from pipeline.errors import LabelStudioError, ParamsError, TrainingError
+from pipeline.labelstudio.client import LabelStudioClient
+from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
+from pipeline.preannotation import model_version, prediction_record, select_tasks, uncertainty_rows
+from pipeline.training.checkpoint import checkpoint_params, load_checkpoint, model_from_checkpoint
+from pipeline.training.data import collate_eval, read_image
+from pipeline.training.distributed import resolve_device, set_cpu_threads
+from pipeline.training.predict import amp_dtype, predict_batch
+from pipeline.training.transforms import eval_image
+
+
+class SnapshotImages(Dataset):
+    """Task images of the snapshot at evaluation scale: item -> ((3, h, w), (H, W) placeholder, index)."""
+
+    def __init__(self, paths: list[Path], base_size: int | None):
+        self.paths, self.base_size = paths, base_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        image = read_image(self.paths[i])
+        # predict_batch sizes its output like the label map; unlabeled tasks have none, so a blank one.
+        blank = torch.full(image.shape[:2], 255, dtype=torch.uint8)
+        return eval_image(torch.from_numpy(image).permute(2, 0, 1), self.base_size), blank, i
+
+
+def snapshot_tasks(raw_dir: Path) -> Iterator[tuple[dict, dict]]:
+    with open(raw_dir / "tasks.jsonl") as lines:
+        for line in lines:
+            record = json.loads(line)
+            yield record["task"], record["image"]
+
+
+def review_ids(agreement_path: Path | None) -> list[int]:
+    if agreement_path is None or not agreement_path.exists():
+        return []
+    return [row["task_id"] for row in json.loads(agreement_path.read_text()).get("review", [])]
+
+
+def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, base: BaseParams,
+                    params: PreannotateParams, to_name: str) -> tuple[str, list[dict]]:
+    """Run the checkpoint on the images; returns (model_version, one prediction record per task)."""
+    state = load_checkpoint(checkpoint)
+    if state["classes"] != base.names:
+        raise TrainingError(f"{checkpoint} predicts {state['classes']}, base.classes are {base.names}; train again")
+    train_params = checkpoint_params(state)
+    version = model_version(params.model_name or train_params.architecture.lower(), checkpoint)
+    device = resolve_device(params.device)
+    set_cpu_threads(params.threads, device)
+    model = model_from_checkpoint(state, device)
+    loader = DataLoader(SnapshotImages(images, train_params.base_size), batch_size=params.batch_size, collate_fn=collate_eval,
+                        pin_memory=device.type == "cuda")
+    dtype = amp_dtype(device, "auto")
+    records = []
+    with tqdm(total=len(images), desc="preannotate: predict", unit="image") as bar:
+        for batch in loader:
+            for item in predict_batch(model, batch, device, dtype):
+                task_id = tasks[item.index]["id"]
+                records.append(prediction_record(task_id, item.pred, item.confidence, base.names, version,
+                                                 params.brush_tag, to_name))
+            bar.update(len(batch.indices))
+    return version, records
+
+
+def push(client: LabelStudioClient, project_id: int, version: str, records: list[dict], batch_size: int) -> list[int]:
+    """Replace `version`'s predictions with `records`; returns the ids of tasks deleted meanwhile."""
+    client.delete_model_version(project_id, version)
+    skipped: list[int] = []
+    iterator = iter(records)
+    with tqdm(total=len(records), desc="preannotate: push", unit="prediction") as bar:
+        while batch := list(islice(iterator, batch_size)):
+            try:
+                client.import_predictions(project_id, batch, batch_size=batch_size)
+            except LabelStudioError as error:
+                if error.status not in (400, 404):
+                    raise
+                gone = [r["task"] for r in batch if not client.task_exists(r["task"])]
+                if not gone:
+                    raise
+                skipped += gone
+                tqdm.write(f"warning: tasks {gone} were deleted in Label Studio since the pull; skipped")
+                client.import_predictions(project_id, [r for r in batch if r["task"] not in gone], batch_size=batch_size)
+            bar.update(len(batch))
+    client.set_model_version(project_id, version)
+    return skipped
+
+
+def run(raw_dir: Path, checkpoint: Path, agreement_path: Path | None, report_path: Path, uncertainty_path: Path,
+        base: BaseParams, ls: LabelStudioParams, params: PreannotateParams) -> dict:
+    """Pre-annotate the chosen tasks of the snapshot; write the report and the uncertainty CSV."""
+    if params.push_batch < 100:
+        raise ParamsError(f"preannotate.push_batch={params.push_batch}: use at least 100 predictions per request")
+    project = json.loads((raw_dir / "project.json").read_text())
+    if project.get("id") is None:
+        raise ParamsError("the snapshot came from pull.export_file and names no project; pull from the server to pre-annotate")
+    pairs = [(task, image) for task, image in snapshot_tasks(raw_dir) if image.get("file")]
+    chosen = {t["id"] for t in select_tasks((task for task, _ in pairs), params.tasks, review_ids(agreement_path))}
+    pairs = [(task, image) for task, image in pairs if task["id"] in chosen]
+    tasks, images = [task for task, _ in pairs], [raw_dir / image["file"] for _, image in pairs]
+    version, records = predict_records(tasks, images, checkpoint, base, params, ls.image_tag) if tasks else (None, [])
+    skipped: list[int] = []
+    if records:
+        with LabelStudioClient.from_env() as client:
+            skipped = push(client, project["id"], version, records, params.push_batch)
+    pushed = [r for r in records if r["task"] not in set(skipped)]
+    rows = uncertainty_rows(pushed, project["id"])
+    with replace_file(uncertainty_path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=["task_id", "score", "regions", "link"])
+        writer.writeheader()
+        writer.writerows(rows)
+    scores = [r["score"] for r in pushed]
+    report = {"model_version": version, "tasks_selected": len(tasks), "predictions_pushed": len(pushed),
+              "tasks_skipped_deleted": sorted(skipped), "selection": params.tasks, "project_id": project["id"],
+              "mean_score": round(float(np.mean(scores)), 6) if scores else None,
+              "tasks": [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"])} for r in pushed]}
+    write_json(report_path, report)
+    return {k: v for k, v in report.items() if k != "tasks"}

@@ -1,0 +1,130 @@
+"""preannotate against a real Label Studio: visible, exact, replaced not duplicated, robust to deletes and outages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import LabelStudioError
+from pipeline.labelstudio import server
+from pipeline.labelstudio.client import LabelStudioClient
+from pipeline.labelstudio.results import annotation_to_label_map
+from pipeline.models import build_model
+from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
+from pipeline.stages import preannotate, pull
+from pipeline.training.checkpoint import save_checkpoint
+from tests import lsproject
+
+pytestmark = pytest.mark.labelstudio
+
+BASE = BaseParams(seed=0, ignore_index=255, classes=tuple(ClassInfo(n, (9, 9, 9)) for n in lsproject.CLASSES))
+PARAMS = PreannotateParams(batch_size=2, push_batch=100, device="cpu")
+
+
+def _checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    params = TrainParams(architecture="Unet", encoder="mobilenet_v2", encoder_weights=None, base_size=None)
+    model = build_model(params.architecture, params.encoder, None, len(lsproject.CLASSES))
+    save_checkpoint(path, model, params, list(lsproject.CLASSES), [c.color for c in BASE.classes], 1, 0.0, {})
+    return path
+
+
+def _project(running: server.RunningServer, folder_name: str, count: int, labelled: int, tmp: Path) -> dict:
+    folder = running.document_root / folder_name
+    folder.mkdir()
+    with LabelStudioClient(running.url, running.credentials.token) as client:
+        built = lsproject.create_project(client, folder, folder_name.replace("_", " "), count=count)
+        for index in range(labelled):
+            lsproject.annotate(client, built, index, "ann1", lsproject.brush_annotation(built.task_ids[index], lsproject.scene(index)[1]))
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in running.env().items():
+            patch.setenv(key, value)
+        pull.run(tmp / "raw", LabelStudioParams(project=built.id), PullParams(workers=2))
+    return {"built": built, "raw": tmp / "raw", "checkpoint": _checkpoint(tmp / "best.pt"), "tmp": tmp}
+
+
+def _run(case: dict, running: server.RunningServer, monkeypatch: pytest.MonkeyPatch) -> dict:
+    for key, value in running.env().items():
+        monkeypatch.setenv(key, value)
+    tmp = case["tmp"]
+    return preannotate.run(case["raw"], case["checkpoint"], None, tmp / "preannotate.json", tmp / "uncertainty.csv",
+                           BASE, LabelStudioParams(project=case["built"].id), PARAMS)
+
+
+def _predictions(running: server.RunningServer, project_id: int) -> dict[int, list[dict]]:
+    with LabelStudioClient(running.url, running.credentials.token) as client:
+        return {task["id"]: task["predictions"] for task in client.iter_tasks(project_id)}
+
+
+@pytest.fixture(scope="module")
+def case(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _project(label_studio, "preannotate_main", count=5, labelled=2, tmp=tmp_path_factory.mktemp("preannotate"))
+
+
+def test_unlabeled_tasks_get_one_exact_prediction(case, label_studio, monkeypatch) -> None:
+    summary = _run(case, label_studio, monkeypatch)
+    ids = case["built"].task_ids
+    pairs = [(task, image) for task, image in preannotate.snapshot_tasks(case["raw"]) if task["id"] in ids[2:]]
+    version, records = preannotate.predict_records([task for task, _ in pairs], [case["raw"] / image["file"] for _, image in pairs],
+                                                   case["checkpoint"], BASE, PARAMS, "image")
+    assert summary["model_version"] == version and version.startswith("unet-")
+    assert summary["predictions_pushed"] == 3
+    found = _predictions(label_studio, case["built"].id)
+    assert [len(found[i]) for i in ids] == [0, 0, 1, 1, 1]
+    for record in records:
+        prediction = found[record["task"]][0]
+        assert prediction["model_version"] == version
+        assert prediction["score"] == pytest.approx(record["score"])
+        expected = annotation_to_label_map(record["result"], lsproject.CLASSES).label_map
+        back = annotation_to_label_map(prediction["result"], lsproject.CLASSES).label_map
+        np.testing.assert_array_equal(back, expected)
+    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+        assert client.find_project(case["built"].id).model_version == version
+    rows = (case["tmp"] / "uncertainty.csv").read_text().splitlines()
+    assert rows[0] == "task_id,score,regions,link" and len(rows) == 4
+
+
+def test_rerun_replaces_instead_of_duplicating(case, label_studio, monkeypatch) -> None:
+    _run(case, label_studio, monkeypatch)
+    _run(case, label_studio, monkeypatch)
+    found = _predictions(label_studio, case["built"].id)
+    assert [len(found[i]) for i in case["built"].task_ids] == [0, 0, 1, 1, 1]
+
+
+def test_task_deleted_since_the_pull_is_skipped(case, label_studio, monkeypatch) -> None:
+    gone = case["built"].task_ids[-1]
+    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+        client.sdk.tasks.delete(gone)
+    summary = _run(case, label_studio, monkeypatch)
+    assert summary["tasks_skipped_deleted"] == [gone] and summary["predictions_pushed"] == 2
+    found = _predictions(label_studio, case["built"].id)
+    assert [len(found[i]) for i in case["built"].task_ids[:-1]] == [0, 0, 1, 1]
+
+
+def test_server_lost_mid_push_then_rerun_converges(tmp_path_factory, monkeypatch) -> None:
+    data_dir, port = tmp_path_factory.mktemp("outage"), server.free_port()
+    running = server.start(data_dir=data_dir, port=port, document_root=data_dir / "files")
+    try:
+        case = _project(running, "outage", count=103, labelled=0, tmp=tmp_path_factory.mktemp("outage_run"))
+        original = LabelStudioClient._import_batch
+
+        def stop_after_first_batch(self, project_id, batch):
+            sent = original(self, project_id, batch)
+            server.stop(data_dir)  # the server goes away with one batch of two in
+            return sent
+
+        monkeypatch.setattr(LabelStudioClient, "_import_batch", stop_after_first_batch)
+        monkeypatch.setattr(LabelStudioClient, "from_env", classmethod(
+            lambda cls, **kw: cls(running.url, running.credentials.token, retry_total_s=2)))
+        with pytest.raises(LabelStudioError, match=f"cannot reach Label Studio at {running.url}"):
+            _run(case, running, monkeypatch)
+        monkeypatch.setattr(LabelStudioClient, "_import_batch", original)
+        running = server.start(data_dir=data_dir, port=port, document_root=data_dir / "files")
+        _run(case, running, monkeypatch)
+        found = _predictions(running, case["built"].id)
+        assert sorted(len(v) for v in found.values()) == [1] * 103
+    finally:
+        server.stop(data_dir)

@@ -32,6 +32,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 
 from pipeline.errors import ParamsError, ResultError
@@ -165,12 +166,22 @@ def annotation_to_label_map(
         if label_map is None:
             label_map = np.full(size, unlabeled_value, dtype=np.uint8)
             painted, overlap = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
-        class_id = ids[header.label]
-        # Track painting apart from the map: unlabeled_value may itself be a class id.
-        overlap |= mask & painted & (label_map != class_id)
-        label_map[mask] = class_id
-        painted |= mask
+        _paint(label_map.ravel(), painted.ravel(), overlap.ravel(), mask.ravel(), ids[header.label])
     return LabelMapResult(label_map, len(regions), int(overlap.sum()), tuple(ignored))
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint(label_map: np.ndarray, painted: np.ndarray, overlap: np.ndarray, mask: np.ndarray, class_id: int) -> None:
+    """Draw one region (flat views, in place), marking pixels another class had painted already.
+
+    Painting is tracked apart from the map because the unlabeled value may itself be a class id.
+    """
+    for p in range(mask.size):
+        if mask[p]:
+            if painted[p] and label_map[p] != class_id:
+                overlap[p] = True
+            label_map[p] = class_id
+            painted[p] = True
 
 
 def region_id(task_id: int | str, from_name: str, class_name: str) -> str:

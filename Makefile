@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pipeline --help
+	$(PY) -m pipeline demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

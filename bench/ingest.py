@@ -92,9 +92,9 @@ def ours(export: Path, root: Path) -> tuple[float, float]:
     work = Path(tempfile.mkdtemp(prefix="ingest-ours-"))
     params = params_file(work, export, root)
     run = [sys.executable, "-m", "pipeline"]
-    subprocess.run([*run, "pull", "--out", "raw", "--params", str(params)], check=True, cwd=work, capture_output=True)
+    subprocess.run([*run, "pull", "--out", "raw", "--images", "images", "--params", str(params)], check=True, cwd=work, capture_output=True)
     return measured([
-        [*run, "validate", "--raw", "raw", "--out", "annotations", "--report", "validation.json", "--params", str(params)],
+        [*run, "validate", "--raw", "raw", "--images", "images", "--out", "annotations", "--report", "validation.json", "--params", str(params)],
         [*run, "merge", "--annotations", "annotations", "--validation", "validation.json", "--out", "labels",
          "--report", "agreement.json", "--params", str(params)],
     ], work)

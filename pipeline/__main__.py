@@ -53,19 +53,24 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
 
 
 @app.command()
-def pull(out: Path = typer.Option(..., help="Snapshot folder (data/raw)."), params: Path = PARAMS) -> None:
+def pull(
+    out: Path = typer.Option(..., help="Snapshot folder for tasks.jsonl and project.json (data/raw)."),
+    images: Path = typer.Option(..., help="Content-addressed image folder (data/images)."),
+    params: Path = PARAMS,
+) -> None:
     """Snapshot the Label Studio project (or pull.export_file) with every task image."""
     from pipeline.params import load_section, read_params
     from pipeline.stages import pull as stage
 
     raw = read_params(params)
-    count = stage.run(out, load_section("labelstudio", params, raw), load_section("pull", params, raw))
+    count = stage.run(out, images, load_section("labelstudio", params, raw), load_section("pull", params, raw))
     console.print(f"pulled {count} tasks into {out}")
 
 
 @app.command()
 def validate(
     raw: Path = typer.Option(..., help="Snapshot folder written by pull."),
+    images: Path = typer.Option(..., help="Image folder written by pull."),
     out: Path = typer.Option(..., help="Folder of per-annotator label maps (data/annotations)."),
     report: Path = typer.Option(..., help="validation.json to write."),
     params: Path = PARAMS,
@@ -75,7 +80,7 @@ def validate(
     from pipeline.stages import validate as stage
 
     values = read_params(params)
-    counts = stage.run(raw, out, report, *(load_section(s, params, values) for s in ("base", "labelstudio", "validate")))
+    counts = stage.run(raw, images, out, report, *(load_section(s, params, values) for s in ("base", "labelstudio", "validate")))
     console.print("validate: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
@@ -100,7 +105,7 @@ def merge(
 def split(
     annotations: Path = typer.Option(..., help="Folder written by validate."),
     labels: Path = typer.Option(..., help="Consensus label maps written by merge."),
-    raw: Path = typer.Option(..., help="Snapshot folder (for image hashes)."),
+    images: Path = typer.Option(..., help="Image folder (for perceptual hashes)."),
     agreement: Path = typer.Option(..., help="agreement.json written by merge."),
     out: Path = typer.Option(..., help="Folder for train.txt, val.txt, test.txt."),
     card: Path = typer.Option(..., help="Dataset card path without suffix; .md and .json are written."),
@@ -111,13 +116,13 @@ def split(
     from pipeline.stages import split as stage
 
     values = read_params(params)
-    counts = stage.run(annotations, labels, raw, agreement, out, card, load_section("base", params, values), load_section("split", params, values))
+    counts = stage.run(annotations, labels, images, agreement, out, card, load_section("base", params, values), load_section("split", params, values))
     console.print("split: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 @app.command()
 def train(
-    raw: Path = typer.Option(..., help="Snapshot folder (images)."),
+    images: Path = typer.Option(..., help="Image folder written by pull."),
     annotations: Path = typer.Option(..., help="Folder written by validate (index.jsonl)."),
     labels: Path = typer.Option(..., help="Consensus label maps."),
     splits: Path = typer.Option(..., help="Folder with train.txt and val.txt."),
@@ -133,14 +138,14 @@ def train(
 
     values = read_params(params)
     train_params = with_overrides("train", load_section("train", params, values), overrides)
-    summary = stage.run(raw, annotations, labels, splits, models, live, load_section("base", params, values), train_params,
+    summary = stage.run(images, annotations, labels, splits, models, live, load_section("base", params, values), train_params,
                         resume=resume)
     console.print("train: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
 
 
 @app.command()
 def evaluate(
-    raw: Path = typer.Option(..., help="Snapshot folder (images)."),
+    images: Path = typer.Option(..., help="Image folder written by pull."),
     annotations: Path = typer.Option(..., help="Folder written by validate (index.jsonl)."),
     labels: Path = typer.Option(..., help="Consensus label maps."),
     splits: Path = typer.Option(..., help="Folder with the split files."),
@@ -154,14 +159,15 @@ def evaluate(
     from pipeline.stages import evaluate as stage
 
     values = read_params(params)
-    summary = stage.run(raw, annotations, labels, splits, model, stage.ReportPaths.under(reports),
+    summary = stage.run(images, annotations, labels, splits, model, stage.ReportPaths.under(reports),
                         load_section("base", params, values), load_section("evaluate", params, values), validation)
     console.print_json(data={k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 
 
 @app.command()
 def preannotate(
-    raw: Path = typer.Option(..., help="Snapshot folder written by pull (tasks and images)."),
+    raw: Path = typer.Option(..., help="Snapshot folder written by pull (tasks)."),
+    images: Path = typer.Option(..., help="Image folder written by pull."),
     model: Path = typer.Option(..., help="Checkpoint to predict with (models/best.pt)."),
     agreement: Path = typer.Option(None, help="agreement.json (its review list, for tasks: low_agreement)."),
     report: Path = typer.Option(..., help="preannotate.json to write."),
@@ -173,7 +179,7 @@ def preannotate(
     from pipeline.stages import preannotate as stage
 
     values = read_params(params)
-    summary = stage.run(raw, model, agreement, report, uncertainty,
+    summary = stage.run(raw, images, model, agreement, report, uncertainty,
                         *(load_section(s, params, values) for s in ("base", "labelstudio", "preannotate")))
     console.print("preannotate: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
 
@@ -217,6 +223,17 @@ def seed(
     with LabelStudioClient.from_env() as client:
         project_id = seeding.seed(client, plan, class_list)
     console.print(f"project {project_id} ({title!r}) seeded with {len(plan.images)} images")
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(8080, help="Port of the local Label Studio on 127.0.0.1."),
+    data_dir: Path = typer.Option(Path(".labelstudio"), help="The local Label Studio's folder."),
+) -> None:
+    """Start a local Label Studio, seed a simulated-crowd project and run the whole pipeline."""
+    from pipeline import demo as runner
+
+    runner.main(port, data_dir, console)
 
 
 def main() -> None:

@@ -324,6 +324,9 @@ class LabelStudioClient:
         )
         return int(response.json().get("deleted_predictions", 0))
 
+    def delete_prediction(self, prediction_id: int) -> None:
+        self.call(f"delete prediction {prediction_id}", self.sdk.predictions.delete, id=prediction_id)
+
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make the editor show this model_version's predictions."""
         self.call(f"set model_version of project {project_id}", self.sdk.projects.update, id=project_id, model_version=model_version)

@@ -1,6 +1,6 @@
 """evaluate: score trained models on a split, draw the results, and list suspect training labels.
 
-Reads   <raw>/images/..., <annotations>/index.jsonl, <labels>/*.png, <splits>/{split,train}.txt,
+Reads   <images>/..., <annotations>/index.jsonl, <labels>/*.png, <splits>/{split,train}.txt,
         the checkpoints given (the first is the primary model), <validation> (Label Studio project id)
 Writes  (see ReportPaths) metrics.json, confusion.json/.png, overlays/, comparison.md/.json/.png and
         suspect_labels.csv; everything but the comparison is about the primary model.
@@ -60,7 +60,7 @@ class Scored:
     ms_per_image: float
 
 
-def run(raw_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, checkpoints: Sequence[Path],
+def run(images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, checkpoints: Sequence[Path],
         reports: ReportPaths | Path, base: BaseParams, params: EvaluateParams,
         validation_path: Path | None = None) -> dict:
     """Evaluate every checkpoint on `params.split`; returns the primary model's metrics."""
@@ -69,7 +69,7 @@ def run(raw_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path
     paths = reports if isinstance(reports, ReportPaths) else ReportPaths.under(reports)
     device = resolve_device(params.device)
     set_cpu_threads(params.threads, device)
-    dataset = (Path(raw_dir), Path(annotations_dir), Path(labels_dir))
+    dataset = (Path(images_dir), Path(annotations_dir), Path(labels_dir))
     samples = list_samples(*dataset, Path(splits_dir) / f"{params.split}.txt")
     if not samples:
         raise TrainingError(f"split {params.split!r} holds no task; nothing to evaluate")

@@ -3,9 +3,10 @@
 Tasks come from the pulled snapshot (so a changed project re-runs this stage and an unchanged
 one does not); images are read from it too. Each chosen task gets one prediction: a brush
 region per class present, `model_version` = readable name + a short hash of the checkpoint,
-`score` = mean max-softmax confidence. Pushing first deletes that model_version's predictions,
-so a re-run replaces them, and an interrupted push converges on the next run. A task deleted
-in Label Studio since the pull is skipped with a warning.
+`score` = mean max-softmax confidence. Pushing first deletes that model_version's predictions
+on those tasks, so a re-run replaces them and an interrupted push converges on the next run;
+identical predictions are not sent again. A task deleted in Label Studio since the pull is
+skipped with a warning.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.atomic import replace_file, write_json
-from pipeline.errors import LabelStudioError, ParamsError, TrainingError
+from pipeline.errors import ParamsError, TrainingError
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
 from pipeline.preannotation import model_version, prediction_record, select_tasks, uncertainty_rows
@@ -87,30 +87,36 @@ def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, bas
     return version, records
 
 
+def _regions(result: list[dict]) -> list[tuple]:
+    return [(region.get("id"), region.get("value")) for region in result or []]
+
+
 def push(client: LabelStudioClient, project_id: int, version: str, records: list[dict], batch_size: int) -> list[int]:
-    """Replace `version`'s predictions with `records`; returns the ids of tasks deleted meanwhile."""
-    client.delete_model_version(project_id, version)
-    skipped: list[int] = []
-    iterator = iter(records)
-    with tqdm(total=len(records), desc="preannotate: push", unit="prediction") as bar:
-        while batch := list(islice(iterator, batch_size)):
-            try:
-                client.import_predictions(project_id, batch, batch_size=batch_size)
-            except LabelStudioError as error:
-                if error.status not in (400, 404):
-                    raise
-                gone = [r["task"] for r in batch if not client.task_exists(r["task"])]
-                if not gone:
-                    raise
-                skipped += gone
-                tqdm.write(f"warning: tasks {gone} were deleted in Label Studio since the pull; skipped")
-                client.import_predictions(project_id, [r for r in batch if r["task"] not in gone], batch_size=batch_size)
-            bar.update(len(batch))
+    """Make `records` the only `version` predictions of their tasks; returns tasks deleted meanwhile.
+
+    Predictions of this version on other tasks (say, tasks annotated since) are kept: they
+    are what review-stats compares the annotations with. When the server already holds
+    exactly these predictions, nothing is sent, so the project and the next pull stay as they are.
+    """
+    live = {task["id"]: task for task in client.iter_tasks(project_id)}
+    gone = sorted(r["task"] for r in records if r["task"] not in live)
+    if gone:
+        tqdm.write(f"warning: tasks {gone} were deleted in Label Studio since the pull; skipped")
+    records = [r for r in records if r["task"] in live]
+    stale = {r["task"]: [p for p in live[r["task"]].get("predictions") or [] if p.get("model_version") == version]
+             for r in records}
+    same = all(len(stale[r["task"]]) == 1 and _regions(stale[r["task"]][0].get("result")) == _regions(r["result"])
+               and abs((stale[r["task"]][0].get("score") or 0) - r["score"]) < 1e-6 for r in records)
+    if not same:
+        for prediction in tqdm([p for ps in stale.values() for p in ps], desc="preannotate: replace", unit="prediction"):
+            client.delete_prediction(prediction["id"])
+        for start in tqdm(range(0, len(records), batch_size), desc="preannotate: push", unit="batch"):
+            client.import_predictions(project_id, records[start : start + batch_size], batch_size=batch_size)
     client.set_model_version(project_id, version)
-    return skipped
+    return gone
 
 
-def run(raw_dir: Path, checkpoint: Path, agreement_path: Path | None, report_path: Path, uncertainty_path: Path,
+def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path | None, report_path: Path, uncertainty_path: Path,
         base: BaseParams, ls: LabelStudioParams, params: PreannotateParams) -> dict:
     """Pre-annotate the chosen tasks of the snapshot; write the report and the uncertainty CSV."""
     if params.push_batch < 100:
@@ -121,7 +127,7 @@ def run(raw_dir: Path, checkpoint: Path, agreement_path: Path | None, report_pat
     pairs = [(task, image) for task, image in snapshot_tasks(raw_dir) if image.get("file")]
     chosen = {t["id"] for t in select_tasks((task for task, _ in pairs), params.tasks, review_ids(agreement_path))}
     pairs = [(task, image) for task, image in pairs if task["id"] in chosen]
-    tasks, images = [task for task, _ in pairs], [raw_dir / image["file"] for _, image in pairs]
+    tasks, images = [task for task, _ in pairs], [images_dir / image["file"] for _, image in pairs]
     version, records = predict_records(tasks, images, checkpoint, base, params, ls.image_tag) if tasks else (None, [])
     skipped: list[int] = []
     if records:

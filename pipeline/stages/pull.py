@@ -1,15 +1,18 @@
-"""pull: snapshot a Label Studio project (or a saved JSON export) into data/raw.
+"""pull: snapshot a Label Studio project (or a saved JSON export) into data/raw and data/images.
 
-Layout of the snapshot (written whole or not at all):
-  tasks.jsonl     one line per task, sorted by task id: {"task": <export task>, "image": <record>}
-                  where <record> is {"ref", "file", "sha256", "etag"} or {"ref", "error"}
-  images/ab/<sha256><ext>   every task image, named by content hash
-  project.json    id, title and label config of the project (no URL, no token)
+  data/raw/tasks.jsonl    one line per task, sorted by task id: {"task": <export task>, "image": <record>}
+                          where <record> is {"ref", "file", "sha256", "etag"} or {"ref", "error"}
+  data/raw/project.json   id, title and label config of the project (no URL, no token)
+  data/images/ab/<sha256><ext>   every task image, named by content hash
 
-The content is deterministic (sorted lines and keys, no timestamps of our own), so pulling
-an unchanged project gives byte-identical files and DVC skips every later stage. Images
-are fetched once: a re-pull sends the previous ETag (the server answers 304) or, for local
-files, compares content hashes, and hard-links the unchanged file from the last snapshot.
+The tasks file is written whole or not at all; images are only ever added under their
+content hash (and unreferenced ones removed once the new tasks file is in place), so a pull
+that fails half-way leaves the previous snapshot intact. The content is deterministic
+(sorted lines and keys, no timestamps of our own): pulling an unchanged project gives
+byte-identical files and DVC skips every later stage; new predictions or annotations change
+data/raw but not data/images, so training is not redone for them. Images are fetched once: a
+re-pull sends the previous ETag (the server answers 304) or, for local files, compares
+content hashes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -74,16 +76,16 @@ def _suffix(reference: str) -> str:
     return suffix if suffix in IMAGE_SUFFIXES else ".bin"
 
 
-def fetch_image(reference: str | None, previous: dict | None, source: ImageSource, snapshot: Path, old_snapshot: Path) -> dict:
-    """Fetch one task image into the snapshot; returns its record (or the reason it failed)."""
+def fetch_image(reference: str | None, previous: dict | None, source: ImageSource, images: Path) -> dict:
+    """Fetch one task image into `images` (by content hash); returns its record or why it failed."""
     if reference is None:
         return {"ref": None, "error": "task data has no image under labelstudio.image_tag"}
-    etag = previous.get("etag") if previous else None
+    known = previous if previous and (images / previous["file"]).exists() else None
     try:
         if source.document_root is not None and "/data/local-files" in reference:
             content, etag = local_file_path(reference, source.document_root).read_bytes(), None
         elif source.client is not None:
-            content, etag = source.client.download_if_changed(reference, etag, source.allowed_origins)
+            content, etag = source.client.download_if_changed(reference, known and known.get("etag"), source.allowed_origins)
         else:
             return {"ref": reference, "error": "no Label Studio server to fetch it from and not a local file"}
     except LabelStudioError as error:
@@ -93,41 +95,41 @@ def fetch_image(reference: str | None, previous: dict | None, source: ImageSourc
     except (PipelineError, OSError) as error:
         return {"ref": reference, "error": str(error)}
     if content is None:  # unchanged on the server
-        _store_existing(old_snapshot / previous["file"], snapshot / previous["file"])
-        return dict(previous)
+        return dict(known)
     digest = hashlib.sha256(content).hexdigest()
-    relative = f"images/{digest[:2]}/{digest}{_suffix(reference)}"
-    target = snapshot / relative
+    relative = f"{digest[:2]}/{digest}{_suffix(reference)}"
+    target = images / relative
     if not target.exists():
-        if previous and previous.get("sha256") == digest and (old_snapshot / relative).exists():
-            _store_existing(old_snapshot / relative, target)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(content)
+        temporary.replace(target)  # a file under its hash is complete or absent
     return {"ref": reference, "file": relative, "sha256": digest, "etag": etag}
 
 
-def _store_existing(source: Path, target: Path) -> None:
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+def remove_unreferenced(images: Path, snapshot: Path) -> int:
+    """Delete images no task of the snapshot refers to; returns how many went."""
+    wanted = {image["file"] for _, image in _records(snapshot) if image.get("file")}
+    removed = 0
+    for path in images.glob("*/*"):
+        if path.relative_to(images).as_posix() not in wanted:
+            path.unlink()
+            removed += 1
+    return removed
 
 
-def previous_images(snapshot: Path) -> dict[str, dict]:
-    """Image records of the last snapshot, by reference."""
-    records: dict[str, dict] = {}
+def _records(snapshot: Path) -> Iterator[tuple[dict, dict]]:
     path = snapshot / "tasks.jsonl"
     if path.exists():
         with open(path) as handle:
             for line in handle:
-                image = json.loads(line)["image"]
-                if image.get("file") and image.get("ref"):
-                    records[image["ref"]] = image
-    return records
+                record = json.loads(line)
+                yield record["task"], record["image"]
+
+
+def previous_images(snapshot: Path) -> dict[str, dict]:
+    """Image records of the last snapshot, by reference."""
+    return {image["ref"]: image for _, image in _records(snapshot) if image.get("file") and image.get("ref")}
 
 
 def iter_export(path: Path) -> Iterator[dict]:
@@ -142,7 +144,8 @@ def iter_export(path: Path) -> Iterator[dict]:
         raise PipelineError(f"{path} is not a Label Studio JSON export (a list of tasks): {error}") from None
 
 
-def write_snapshot(tasks: Iterator[dict], source: ImageSource, image_tag: str, snapshot: Path, old_snapshot: Path, workers: int) -> int:
+def write_snapshot(tasks: Iterator[dict], source: ImageSource, image_tag: str, snapshot: Path, old_snapshot: Path,
+                   images: Path, workers: int) -> int:
     """Fetch the images of streamed tasks and write tasks.jsonl sorted by task id; returns the count."""
     previous = previous_images(old_snapshot)
     unsorted = snapshot / "tasks.unsorted.jsonl"
@@ -154,7 +157,7 @@ def write_snapshot(tasks: Iterator[dict], source: ImageSource, image_tag: str, s
                 batch.append(normalise_task(task))
             if batch and (task is None or len(batch) == BATCH):
                 references = [image_reference(t, image_tag) for t in batch]
-                records = pool.map(lambda r: fetch_image(r, previous.get(r or ""), source, snapshot, old_snapshot), references)
+                records = pool.map(lambda r: fetch_image(r, previous.get(r or ""), source, images), references)
                 for item, record in zip(batch, records):
                     line = json.dumps({"task": item, "image": record}, sort_keys=True) + "\n"
                     offsets.append((item["id"], out.tell(), len(line)))
@@ -182,16 +185,17 @@ def _write_sorted(unsorted: Path, offsets: list[tuple[int, int, int]], target: P
             out.write(source.readline())
 
 
-def run(out: Path, ls_params: LabelStudioParams, params: PullParams) -> int:
-    """Snapshot the configured project (or export file) into `out`; returns the task count."""
+def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParams) -> int:
+    """Snapshot the configured project (or export file) into `out` and `images`; returns the task count."""
     client = None if params.export_file and params.document_root else LabelStudioClient.from_env()
+    images.mkdir(parents=True, exist_ok=True)
     try:
         source = ImageSource(client, Path(params.document_root) if params.document_root else None, params.allowed_origins)
         with replace_dir(out) as snapshot:
             if params.export_file:
                 project = {"id": None, "title": None, "label_config": None, "source": "export_file"}
-                tasks = iter_export(Path(params.export_file))
-                count = write_snapshot(tasks, source, ls_params.image_tag, snapshot, out, params.workers)
+                count = write_snapshot(iter_export(Path(params.export_file)), source, ls_params.image_tag, snapshot, out,
+                                       images, params.workers)
             else:
                 found = client.find_project(ls_params.project)
                 project = {"id": found.id, "title": found.title, "label_config": found.label_config, "source": "server"}
@@ -199,10 +203,11 @@ def run(out: Path, ls_params: LabelStudioParams, params: PullParams) -> int:
                 with open(export_path, "wb") as handle:
                     for chunk in client.export_tasks(found.id):
                         handle.write(chunk)
-                count = write_snapshot(iter_export(export_path), source, ls_params.image_tag, snapshot, out, params.workers)
+                count = write_snapshot(iter_export(export_path), source, ls_params.image_tag, snapshot, out, images, params.workers)
                 export_path.unlink()
             write_json(snapshot / "project.json", project)
     finally:
         if client is not None:
             client.close()
+    remove_unreferenced(images, out)
     return count

@@ -22,14 +22,14 @@ def read_index(annotations_dir: Path) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
-def scan_tasks(tasks: list[dict], labels_dir: Path, raw_dir: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scan_tasks(tasks: list[dict], labels_dir: Path, images_dir: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per task: class pixel counts (T, C), class presence (T, C) bool and image hashes (T,) uint64."""
     pixels = np.zeros((len(tasks), num_classes), np.int64)
     hashes = np.zeros(len(tasks), np.uint64)
     for row, task in enumerate(tqdm(tasks, desc="split", unit="task")):
         label_map = read_label_map(labels_dir / f"{task['task_id']}.png")
         pixels[row] = np.bincount(label_map.ravel(), minlength=256)[:num_classes]
-        image = cv2.imread(str(raw_dir / task["image"]), cv2.IMREAD_GRAYSCALE)
+        image = cv2.imread(str(images_dir / task["image"]), cv2.IMREAD_GRAYSCALE)
         hashes[row] = perceptual_hash(image) if image is not None else np.uint64(row)
     return pixels, pixels > 0, hashes
 
@@ -70,14 +70,14 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(annotations_dir: Path, labels_dir: Path, raw_dir: Path, agreement_path: Path, out_dir: Path, card_path: Path,
+def run(annotations_dir: Path, labels_dir: Path, images_dir: Path, agreement_path: Path, out_dir: Path, card_path: Path,
         base: BaseParams, params: SplitParams) -> dict:
     """Write `out_dir/{split}.txt` (task ids) and the dataset card (`card_path` .json and .md)."""
     names, fractions = check_fractions(params.fractions)
     tasks = [t for t in read_index(annotations_dir) if (labels_dir / f"{t['task_id']}.png").exists()]
     if not tasks:
         raise PipelineError(f"no labelled task in {labels_dir}; run validate and merge first (is the project annotated?)")
-    pixels, presence, hashes = scan_tasks(tasks, labels_dir, raw_dir, len(base.names))
+    pixels, presence, hashes = scan_tasks(tasks, labels_dir, images_dir, len(base.names))
     groups = [group_of(t["image_name"], t.get("data") or {}, params.group_field, params.group_regex) for t in tasks]
     split_of = assign_groups(presence, groups, fractions, base.seed)
     ids = np.asarray([t["task_id"] for t in tasks])

@@ -1,6 +1,6 @@
 """train: fit the configured model on the train split, validate each epoch, keep the best and the last.
 
-Reads   <raw>/images/..., <annotations>/index.jsonl, <labels>/<task_id>.png, <splits>/{train,val}.txt
+Reads   <images>/..., <annotations>/index.jsonl, <labels>/<task_id>.png, <splits>/{train,val}.txt
 Writes  <models>/best.pt (best validation mIoU), <models>/last.pt (for resuming), <live>/ (dvclive)
 Under torchrun every process trains its shard; only rank 0 writes.
 """
@@ -34,12 +34,12 @@ from pipeline.training.predict import amp_dtype
 from pipeline.training.transforms import check_geometry, train_transform
 
 
-def run(raw_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, models_dir: Path,
+def run(images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, models_dir: Path,
         live_dir: Path, base: BaseParams, params: TrainParams, *, resume: bool = False) -> dict:
     """Train; returns a summary (epochs, best_miou, last_loss, best and last paths). Same code under torchrun."""
     runtime = distributed.setup(params.device, params.threads)
     try:
-        return _train(Path(raw_dir), Path(annotations_dir), Path(labels_dir), Path(splits_dir), Path(models_dir),
+        return _train(Path(images_dir), Path(annotations_dir), Path(labels_dir), Path(splits_dir), Path(models_dir),
                       Path(live_dir), base, params, resume, runtime)
     finally:
         distributed.teardown(runtime)
@@ -171,13 +171,13 @@ def _prepare(models_dir: Path, train_samples, train_loader, base: BaseParams, pa
     return _Fit(model, _wrap(model, params, runtime), loss_fn, optimizer, scheduler, start, best)
 
 
-def _train(raw_dir, annotations_dir, labels_dir, splits_dir, models_dir, live_dir, base: BaseParams,
+def _train(images_dir, annotations_dir, labels_dir, splits_dir, models_dir, live_dir, base: BaseParams,
            params: TrainParams, resume: bool, runtime: distributed.Runtime) -> dict:
     check_params(params)
     dtype = amp_dtype(runtime.device, params.precision)
     seed_everything(base.seed, runtime.device)
-    train_samples = list_samples(raw_dir, annotations_dir, labels_dir, splits_dir / "train.txt")
-    val_samples = list_samples(raw_dir, annotations_dir, labels_dir, splits_dir / "val.txt")
+    train_samples = list_samples(images_dir, annotations_dir, labels_dir, splits_dir / "train.txt")
+    val_samples = list_samples(images_dir, annotations_dir, labels_dir, splits_dir / "val.txt")
     if len(train_samples) < runtime.world_size:
         raise TrainingError(f"{len(train_samples)} training tasks for {runtime.world_size} processes; label more tasks")
     train_loader, val_loader, sampler = _loaders(train_samples, val_samples, params, base.seed, runtime)

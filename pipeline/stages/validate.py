@@ -95,7 +95,7 @@ def _newest_per_annotator(annotations: list[dict]) -> dict[int, int]:
     return superseded
 
 
-def validate_task(line: str, raw_dir: Path, out_dir: Path, rules: Rules) -> tuple[dict, dict | None]:
+def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> tuple[dict, dict | None]:
     """Check one snapshot line; write its good label maps; return (report entry, index entry)."""
     record = orjson.loads(line)
     task, image = record["task"], record["image"]
@@ -104,7 +104,7 @@ def validate_task(line: str, raw_dir: Path, out_dir: Path, rules: Rules) -> tupl
     size, image_problem = None, image.get("error")
     if image_problem is None:
         try:
-            size = image_size(raw_dir / image["file"], rules.max_image_side)
+            size = image_size(images_dir / image["file"], rules.max_image_side)
         except PipelineError as error:
             image_problem = str(error)
     superseded = _newest_per_annotator(annotations)
@@ -190,7 +190,7 @@ def config_warnings(project: dict, rules: Rules) -> list[str]:
     return warnings
 
 
-def run(raw_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams, params: ValidateParams) -> dict:
+def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams, params: ValidateParams) -> dict:
     """Validate the snapshot in `raw_dir`; returns the report's counts."""
     if params.unpainted is not None and params.unpainted not in base.names:
         raise PipelineError(f"validate.unpainted={params.unpainted!r} is not in base.classes {base.names}; use one of them or null")
@@ -201,7 +201,7 @@ def run(raw_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: L
     counts: Counter = Counter()
     with replace_dir(out_dir) as staging, replace_file(report_path) as report, open(staging / "index.jsonl", "w") as index:
         report.write('{"tasks": [\n')
-        check = partial(validate_task, raw_dir=raw_dir, out_dir=staging, rules=rules)
+        check = partial(validate_task, images_dir=images_dir, out_dir=staging, rules=rules)
         with open(raw_dir / "tasks.jsonl") as lines, ProcessPoolExecutor(workers) as pool, tqdm(desc="validate", unit="task") as bar:
             first = True
             for chunk in _chunks(lines, CHUNK * workers):

@@ -1,7 +1,7 @@
 """The labelled dataset on disk as torch datasets and loaders.
 
-A dataset is (raw dir, annotations index, labels dir, split file):
-    <annotations>/index.jsonl   one task a line: {"task_id", "image" (relative to raw), "image_name", ...}
+A dataset is (images dir, annotations index, labels dir, split file):
+    <annotations>/index.jsonl   one task a line: {"task_id", "image" (relative to the images dir), "image_name", ...}
     <labels>/<task_id>.png      consensus label map, (H, W) uint8, 255 = ignore
     <splits>/<split>.txt        task ids, one a line
 
@@ -44,7 +44,7 @@ def read_split(path: Path) -> list[int]:
     return [int(line) for line in text.split() if line.strip()]
 
 
-def list_samples(raw_dir: Path, annotations_dir: Path, labels_dir: Path, split_file: Path) -> list[Sample]:
+def list_samples(images_dir: Path, annotations_dir: Path, labels_dir: Path, split_file: Path) -> list[Sample]:
     """The samples of a split, in split-file order; every task must have an image and a label map."""
     index_path = Path(annotations_dir) / "index.jsonl"
     try:
@@ -62,7 +62,7 @@ def list_samples(raw_dir: Path, annotations_dir: Path, labels_dir: Path, split_f
         if not label.is_file():
             raise TrainingError(f"no consensus label map {label} for task {task_id} of {split_file}; run merge again")
         name = entry.get("image_name") or entry["image"]
-        samples.append(Sample(task_id, Path(raw_dir) / entry["image"], label, name))
+        samples.append(Sample(task_id, Path(images_dir) / entry["image"], label, name))
     return samples
 
 

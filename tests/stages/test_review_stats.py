@@ -1,0 +1,49 @@
+"""review-stats on a hand-made snapshot: what the human changed, and the time it took."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.labelstudio.results import label_map_to_brush_results
+from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, ValidateParams
+from pipeline.stages import review_stats
+
+CLASSES = ["background", "car"]
+BASE = BaseParams(0, 255, tuple(ClassInfo(n, (0, 0, 0)) for n in CLASSES))
+
+
+def _brush(task_id: int, label_map: np.ndarray) -> list[dict]:
+    return label_map_to_brush_results(label_map, CLASSES, task_id=task_id, from_name="brush", to_name="image")
+
+
+def test_effect_of_predictions(tmp_path: Path) -> None:
+    predicted = np.zeros((10, 10), np.uint8)
+    predicted[2:6, 2:6] = 1                       # 16 car pixels
+    corrected = predicted.copy()
+    corrected[2:6, 6:8] = 1                       # the human adds 8 more
+    with_prediction = {
+        "id": 1,
+        "predictions": [{"id": 5, "model_version": "unet-1", "created_at": "2026-01-01T00:00:00Z", "result": _brush(1, predicted)}],
+        "annotations": [{"id": 7, "created_at": "2026-01-02T00:00:00Z", "lead_time": 20.0, "result": _brush(1, corrected)}],
+    }
+    later_prediction = {  # predicted after the human annotated: does not count as pre-annotated
+        "id": 2,
+        "predictions": [{"id": 6, "model_version": "unet-1", "created_at": "2026-02-01T00:00:00Z", "result": _brush(2, predicted)}],
+        "annotations": [{"id": 8, "created_at": "2026-01-02T00:00:00Z", "lead_time": 80.0, "result": _brush(2, corrected)},
+                        {"id": 9, "was_cancelled": True, "result": []}],
+    }
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "tasks.jsonl").write_text("".join(json.dumps({"task": t, "image": {}}) + "\n" for t in (with_prediction, later_prediction)))
+    summary = review_stats.run(raw, tmp_path / "effect.json", BASE, LabelStudioParams(project=1, control_tags=("brush",)),
+                               ValidateParams(unpainted="background"))
+    assert summary["annotations_with_prediction"] == 1 and summary["annotations_without_prediction"] == 1
+    assert summary["changed_pixel_share"]["median"] == 0.08
+    car_iou, background_iou = 16 / 24, 76 / 84
+    assert summary["prediction_iou"]["median"] == round((car_iou + background_iou) / 2, 4)
+    assert summary["median_lead_time_saved"] == 0.75
+    report = json.loads((tmp_path / "effect.json").read_text())
+    assert list(report["by_model_version"]) == ["unet-1"]

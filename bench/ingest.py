@@ -33,9 +33,9 @@ CREW = (("good", "brush"), ("sloppy", "polygon"), ("misser", "brush"))
 COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35)]
 
 
-def make_task(index: int, folder: Path) -> str:
-    """Write one image; return its export task as one JSON line."""
-    image, truth = scene(index)
+def make_task(index: int, folder: Path, size: tuple[int, int] = (360, 480)) -> str:
+    """Write one (height, width) image; return its export task as one JSON line."""
+    image, truth = scene(index, *size)
     cv2.imwrite(str(folder / "images" / f"scene_{index:05d}.png"), image)
     rng = np.random.default_rng(index)
     drawings = [

@@ -16,7 +16,7 @@ from pipeline.consensus import (
     weighted_vote,
 )
 from pipeline.errors import PipelineError
-from pipeline.metrics import confusion_matrix, mean_iou
+from pipeline.metrics import confusion_matrix
 
 U = 255  # unlabeled
 

@@ -34,7 +34,7 @@ def scan_tasks(tasks: list[dict], labels_dir: Path, images_dir: Path, num_classe
     return pixels, pixels > 0, hashes
 
 
-def dataset_card(tasks, split_of, names, pixels, groups, duplicates, agreement, class_names) -> dict:
+def dataset_card(split_of, names, pixels, groups, duplicates, agreement, class_names) -> dict:
     """Counts, class pixel frequencies per split, agreement summary, annotators, near duplicates."""
     card = {"splits": {}, "near_duplicates": duplicates, "classes": class_names}
     for index, name in enumerate(names):
@@ -86,7 +86,7 @@ def run(annotations_dir: Path, labels_dir: Path, images_dir: Path, agreement_pat
         for i, j, bits in near_duplicates(hashes, split_of, params.near_duplicate_bits)
     ]
     agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
-    card = dataset_card(tasks, split_of, names, pixels, groups, duplicates, agreement, base.names)
+    card = dataset_card(split_of, names, pixels, groups, duplicates, agreement, base.names)
     with replace_dir(out_dir) as staging:
         for index, name in enumerate(names):
             chosen = sorted(int(i) for i in ids[split_of == index])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +24,7 @@ from pipeline.models import count_parameters
 from pipeline.params import BaseParams, EvaluateParams
 from pipeline.plots import confusion_png, overlay, write_png
 from pipeline.training.comparison import write_comparison
+from pipeline.stages.validate import project_of
 from pipeline.training import hints
 from pipeline.training.checkpoint import checkpoint_params, finite_or_none, load_checkpoint, model_from_checkpoint
 from pipeline.training.data import EvalDataset, collate_eval, list_samples, make_loader, read_image
@@ -158,8 +158,7 @@ def _write_overlays(folder: Path, scored: Scored, samples, base: BaseParams, par
 def _project_id(validation_path: Path | None) -> int | None:
     if validation_path is None or not Path(validation_path).is_file():
         return None
-    with open(validation_path) as handle:
-        return (json.load(handle).get("project") or {}).get("id")
+    return project_of(Path(validation_path)).get("id")
 
 
 def _write_suspects(path: Path, scored: Scored, samples, base: BaseParams, params: EvaluateParams,

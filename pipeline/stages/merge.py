@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from itertools import combinations, islice
@@ -25,21 +25,24 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.atomic import replace_dir, write_json
+from pipeline.atomic import replace_dir, replace_file
 from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models, staple, vote_tuples
 from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys, read_index_map
 from pipeline.errors import ParamsError
 from pipeline.masks import read_label_map, write_label_map
 from pipeline.metrics import mean_pair_iou
 from pipeline.params import BaseParams, MergeParams
+from pipeline.stages.validate import project_of
 
 METHODS = ("vote", "staple", "majority")
 CHUNK = 64
 
 
-def read_tasks(annotations_dir: Path) -> list[dict]:
+def iter_tasks(annotations_dir: Path) -> Iterator[dict]:
+    """Tasks with at least one valid annotation, streamed from validate's index (sorted by task id)."""
     with open(annotations_dir / "index.jsonl") as handle:
-        return [json.loads(line) for line in handle]
+        for line in handle:
+            yield json.loads(line)
 
 
 def load_maps(annotations_dir: Path, task: dict) -> dict[str, np.ndarray]:
@@ -89,74 +92,101 @@ def _round(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 5)
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
 
 
+class Tally:
+    """What the agreement report needs beyond the per-task entries, accumulated task by task."""
+
+    def __init__(self, num_classes: int):
+        self.tasks = self.single = 0
+        self.iou_sum, self.iou_count = 0.0, 0
+        self.class_sum, self.class_count = np.zeros(num_classes), np.zeros(num_classes, np.int64)
+        self.low: list[tuple[float, int]] = []
+        self.task_counts: dict[str, int] = {}
+        self.emails: dict[str, str | None] = {}
+        self.totals: dict[str, np.ndarray] = {}
+
+    def add(self, task: dict, entry: dict, confusions: dict, min_agreement: float) -> None:
+        self.tasks += 1
+        for key, matrix in confusions.items():
+            self.totals[key] = self.totals.get(key, 0) + matrix
+            self.task_counts[key] = self.task_counts.get(key, 0) + 1
+            self.emails[key] = task["maps"][key].get("email")
+        if entry["single"] or entry["mean_pairwise_iou"] is None:
+            self.single += 1
+            return
+        self.iou_sum += entry["mean_pairwise_iou"]
+        self.iou_count += 1
+        values = np.array([np.nan if v is None else v for v in entry["per_class_iou"]])
+        seen = np.isfinite(values)
+        self.class_sum[seen] += values[seen]
+        self.class_count += seen
+        if entry["mean_pairwise_iou"] < min_agreement:
+            self.low.append((entry["mean_pairwise_iou"], entry["task_id"]))
+
+
 def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path: Path,
         base: BaseParams, params: MergeParams) -> dict:
-    """Merge every task of `annotations_dir` into `out_dir`; write the agreement report."""
+    """Merge every task of `annotations_dir` into `out_dir`; write the agreement report.
+
+    Streams: tasks are read from the index in chunks and their report entries written as they
+    come, so memory does not grow with the project (only the small co-occurrence tables do).
+    """
     if params.method not in METHODS:
         raise ParamsError(f"merge.method={params.method!r} is not known; use one of {', '.join(METHODS)}")
     num_classes = len(base.names)
-    tasks = read_tasks(annotations_dir)
-    validation = json.loads(validation_path.read_text())
-    project_id = (validation.get("project") or {}).get("id")
+    project_id = project_of(validation_path).get("id")
     models = None
     if params.method == "vote":
         # validate stored each task's label co-occurrence: estimation reads no label map.
         tables = (LabelTuples.from_dict(t["cooccurrence"], num_classes) if "cooccurrence" in t else load_maps(annotations_dir, t)
-                  for t in tasks)
+                  for t in iter_tasks(annotations_dir))
         models = estimate_annotator_models(tables, num_classes, iterations=params.iterations)
     workers = params.workers or os.cpu_count() or 1
-    entries, totals = [], {}
-    with replace_dir(out_dir) as staging, ProcessPoolExecutor(workers) as pool, tqdm(desc="merge", unit="task", total=len(tasks)) as bar:
+    tally = Tally(num_classes)
+    with (replace_dir(out_dir) as staging, replace_file(report_path) as report, ProcessPoolExecutor(workers) as pool,
+          tqdm(desc="merge", unit="task") as bar):
         work = partial(merge_task, annotations_dir=annotations_dir, out_dir=staging, method=params.method,
                        models=models, num_classes=num_classes)
-        for chunk in _chunks(tasks, CHUNK * workers):
-            for entry, confusions in pool.map(work, chunk, chunksize=max(1, len(chunk) // (4 * workers))):
-                entries.append(entry)
-                for key, matrix in confusions.items():
-                    totals[key] = totals.get(key, 0) + matrix
+        report.write('{"tasks": {')
+        for chunk in _chunks(iter_tasks(annotations_dir), CHUNK * workers):
+            for task, (entry, confusions) in zip(chunk, pool.map(work, chunk, chunksize=max(1, len(chunk) // (4 * workers)))):
+                report.write(("\n" if tally.tasks == 0 else ",\n") + json.dumps(str(entry["task_id"])) + ": "
+                             + json.dumps(entry, sort_keys=True))
+                tally.add(task, entry, confusions, params.min_agreement)
             bar.update(len(chunk))
-    report = agreement_report(entries, totals, tasks, base.names, params, project_id, models)
-    write_json(report_path, report)
-    return report["summary"]
+        rest = agreement_summary(tally, base.names, params, project_id, models)
+        report.write("\n},\n" + json.dumps(rest, indent=1, sort_keys=True)[1:] + "\n")
+    return rest["summary"]
 
 
-def agreement_report(entries: list[dict], totals: dict, tasks: list[dict], names: list[str], params: MergeParams,
-                     project_id: int | None, models: AnnotatorModels | None) -> dict:
-    """agreement.json: per task, per class and per annotator, and the tasks to review."""
-    emails = {key: entry.get("email") for task in tasks for key, entry in task["maps"].items()}
-    task_counts: dict[str, int] = {}
-    for entry in entries:
-        for key in entry["annotators"]:
-            task_counts[key] = task_counts.get(key, 0) + 1
+def agreement_summary(tally: Tally, names: list[str], params: MergeParams, project_id: int | None,
+                      models: AnnotatorModels | None) -> dict:
+    """agreement.json besides its per-task entries: summary, annotators, the tasks to review."""
     annotators = {}
-    for key, matrix in sorted(totals.items()):
+    for key, matrix in sorted(tally.totals.items()):
         quality = annotator_quality(matrix, names)
-        annotators[key] = {"email": emails.get(key), "tasks": task_counts[key], "iou_vs_consensus": quality["mean_iou"], **quality}
-    multi = [e for e in entries if not e["single"] and e["mean_pairwise_iou"] is not None]
-    review = sorted((e for e in multi if e["mean_pairwise_iou"] < params.min_agreement), key=lambda e: e["mean_pairwise_iou"])
-    per_class = np.array([[np.nan if v is None else v for v in e["per_class_iou"]] for e in multi]) if multi else np.empty((0, len(names)))
+        annotators[key] = {"email": tally.emails.get(key), "tasks": tally.task_counts[key],
+                           "iou_vs_consensus": quality["mean_iou"], **quality}
+    per_class = np.divide(tally.class_sum, tally.class_count, out=np.full(len(names), np.nan), where=tally.class_count > 0)
     summary = {
         "method": params.method,
-        "tasks": len(entries),
-        "single_annotator_tasks": len(entries) - len(multi),
-        "mean_pairwise_iou": _round(np.mean([e["mean_pairwise_iou"] for e in multi])) if multi else None,
-        "per_class_pairwise_iou": {n: _round(np.nanmean(per_class[:, i])) if np.isfinite(per_class[:, i]).any() else None
-                                   for i, n in enumerate(names)},
-        "below_min_agreement": len(review),
+        "tasks": tally.tasks,
+        "single_annotator_tasks": tally.single,
+        "mean_pairwise_iou": _round(tally.iou_sum / tally.iou_count) if tally.iou_count else None,
+        "per_class_pairwise_iou": {n: _round(v) for n, v in zip(names, per_class)},
+        "below_min_agreement": len(tally.low),
         "min_agreement": params.min_agreement,
     }
     return {
         "summary": summary,
         "classes": names,
-        "tasks": {str(e["task_id"]): e for e in entries},
         "annotators": annotators,
-        "review": [{"task_id": e["task_id"], "mean_pairwise_iou": e["mean_pairwise_iou"], "link": task_link(project_id, e["task_id"])}
-                   for e in review],
+        "review": [{"task_id": task_id, "mean_pairwise_iou": iou, "link": task_link(project_id, task_id)}
+                   for iou, task_id in sorted(tally.low)],
         "annotator_models": models.to_dict() if models is not None else None,
     }

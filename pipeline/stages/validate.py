@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 
+import ijson
 import orjson
 from collections import Counter
 from collections.abc import Iterator
@@ -222,3 +223,11 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
         }
         report.write("\n],\n" + json.dumps(summary, sort_keys=True)[1:] + "\n")
     return summary["counts"]
+
+
+def project_of(report_path: Path) -> dict:
+    """The {"id", "title"} recorded in a validation report, read without loading the whole report."""
+    with open(report_path, "rb") as handle:
+        for project in ijson.items(handle, "project"):
+            return project or {}
+    return {}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import cv2
+import ijson
 import numpy as np
 from tqdm import tqdm
 
@@ -32,6 +33,17 @@ def scan_tasks(tasks: list[dict], labels_dir: Path, images_dir: Path, num_classe
         image = cv2.imread(str(images_dir / task["image"]), cv2.IMREAD_GRAYSCALE)
         hashes[row] = perceptual_hash(image) if image is not None else np.uint64(row)
     return pixels, pixels > 0, hashes
+
+
+def read_agreement_summary(path: Path) -> dict:
+    """The summary and annotators of agreement.json, without loading its per-task entries."""
+    if not path.exists():
+        return {}
+    found = {}
+    for key in ("summary", "annotators"):
+        with open(path, "rb") as handle:
+            found[key] = next(ijson.items(handle, key, use_float=True), {})
+    return found
 
 
 def dataset_card(split_of, names, pixels, groups, duplicates, agreement, class_names) -> dict:
@@ -85,7 +97,7 @@ def run(annotations_dir: Path, labels_dir: Path, images_dir: Path, agreement_pat
         {"a": int(ids[i]), "b": int(ids[j]), "split_a": names[split_of[i]], "split_b": names[split_of[j]], "bits": bits}
         for i, j, bits in near_duplicates(hashes, split_of, params.near_duplicate_bits)
     ]
-    agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
+    agreement = read_agreement_summary(agreement_path)
     card = dataset_card(split_of, names, pixels, groups, duplicates, agreement, base.names)
     with replace_dir(out_dir) as staging:
         for index, name in enumerate(names):

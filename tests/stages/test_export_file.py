@@ -1,0 +1,48 @@
+"""pull from a saved JSON export with a local document root, then validate and merge: no server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.crowd import simulate_annotator
+from pipeline.labelstudio.export import Drawing, export_task
+from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
+from pipeline.stages import merge, pull, validate
+from pipeline.synthetic import CLASSES, scene
+
+BASE = BaseParams(0, 255, tuple(ClassInfo(n, (0, 0, 0)) for n in CLASSES))
+
+
+def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    (root / "shots").mkdir(parents=True)
+    tasks = []
+    for index in range(120):
+        image, truth = scene(index, 48, 64)
+        cv2.imwrite(str(root / "shots" / f"s{index}.png"), image)
+        rng = np.random.default_rng(index)
+        drawings = [Drawing(10 + k, f"{p}@example.com", simulate_annotator(truth, p, rng, len(CLASSES)), tool)
+                    for k, (p, tool) in enumerate((("good", "brush"), ("sloppy", "polygon"), ("misser", "brush")))]
+        tasks.append(export_task(index + 1, f"/data/local-files/?d=shots/s{index}.png", drawings, CLASSES, 3 * index + 1))
+    tasks.append({"id": 999, "data": {"image": "/data/local-files/?d=../outside.png"}, "annotations": []})
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks[::-1]))  # any order in: sorted out
+    count = pull.run(tmp_path / "raw", tmp_path / "images", LabelStudioParams(project=0),
+                     PullParams(export_file=str(export), document_root=str(root), workers=2))
+    assert count == 121
+    lines = (tmp_path / "raw" / "tasks.jsonl").read_text().splitlines()
+    assert [json.loads(line)["task"]["id"] for line in lines] == [*range(1, 121), 999]
+    assert "leaves the document root" in json.loads(lines[-1])["image"]["error"]
+    counts = validate.run(tmp_path / "raw", tmp_path / "images", tmp_path / "annotations", tmp_path / "validation.json",
+                          BASE, LabelStudioParams(project=0, control_tags=("brush", "polygon")), ValidateParams(workers=2))
+    assert counts["annotations_ok"] == 360 and counts["tasks_ok"] == 120
+    summary = merge.run(tmp_path / "annotations", tmp_path / "validation.json", tmp_path / "labels",
+                        tmp_path / "agreement.json", BASE, MergeParams(workers=2))
+    assert summary["tasks"] == 120 and len(list((tmp_path / "labels").glob("*.png"))) == 120
+    agreement = json.loads((tmp_path / "agreement.json").read_text())
+    quality = {a["email"]: a["iou_vs_consensus"] for a in agreement["annotators"].values()}
+    assert quality["good@example.com"] > quality["misser@example.com"]

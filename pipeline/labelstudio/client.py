@@ -335,8 +335,15 @@ class LabelStudioClient:
 def normalise_task(task: dict) -> dict:
     """A task with stable order and without fields that change on mere viewing."""
     clean = {key: value for key, value in task.items() if key not in VOLATILE_TASK_FIELDS}
-    clean["annotations"] = sorted(task.get("annotations") or [], key=lambda a: a.get("id", 0))
-    clean["predictions"] = sorted(
-        (p for p in task.get("predictions") or [] if isinstance(p, dict)), key=lambda p: p.get("id", 0)
-    )
+    for key in ("annotations", "predictions"):
+        items = task.get(key)
+        if isinstance(items, list):  # anything else is left for validate to report
+            clean[key] = sorted(items, key=_by_id)
     return clean
+
+
+def _by_id(item: object) -> tuple[int, str]:
+    """Sort key: records by numeric id; malformed items after them, in a stable textual order."""
+    if isinstance(item, dict) and isinstance(item.get("id"), int):
+        return item["id"], ""
+    return 2**63, repr(item)

@@ -101,7 +101,10 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
     record = orjson.loads(line)
     task, image = record["task"], record["image"]
     task_id = task["id"]
-    annotations = task.get("annotations") if isinstance(task.get("annotations"), list) else []
+    # An export edited by hand may hold anything: a non-object annotation becomes an object that
+    # fails validation with a reason, instead of a traceback.
+    annotations = [a if isinstance(a, dict) else {"id": None, "result": None, "_malformed": type(a).__name__}
+                   for a in (task.get("annotations") if isinstance(task.get("annotations"), list) else [])]
     size, image_problem = None, image.get("error")
     if image_problem is None:
         try:
@@ -140,6 +143,9 @@ def _check_annotation(task_id: int, annotation: dict, superseded: dict, size, im
     entry = {"annotation_id": annotation_id, "annotator": key, "email": email, "lead_time": annotation.get("lead_time"),
              "from_prediction": bool(annotation.get("parent_prediction")), "regions": 0, "overlap_pixels": 0}
     where = f"task {task_id}, annotation {annotation_id} by {email or key}"
+    if "_malformed" in annotation:
+        reason = f"task {task_id}: an annotation is a {annotation['_malformed']}, not an object; export the project again"
+        return {**entry, "fate": "rejected", "reason": reason}, None
     if annotation.get("was_cancelled"):
         return {**entry, "fate": "skipped", "reason": f"{where}: cancelled (skipped) by the annotator"}, None
     if annotation_id in superseded:
@@ -163,10 +169,10 @@ def _task_fate(task_id: int, entries: list[dict], image_problem: str | None) -> 
     fates = Counter(entry["fate"] for entry in entries)
     if fates["ok"]:
         return {"fate": "ok", "reason": ""}
+    if image_problem is not None:  # also for unannotated tasks: they could not be pre-annotated either
+        return {"fate": "rejected", "reason": f"task {task_id}: image unusable: {image_problem}"}
     if not entries:
         return {"fate": "skipped", "reason": f"task {task_id}: no annotation yet; a candidate for pre-annotation"}
-    if image_problem is not None:
-        return {"fate": "rejected", "reason": f"task {task_id}: image unusable: {image_problem}"}
     if fates["rejected"]:
         return {"fate": "rejected", "reason": f"task {task_id}: every submitted annotation was rejected"}
     return {"fate": "skipped", "reason": f"task {task_id}: every annotation was cancelled"}

@@ -46,3 +46,22 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
     agreement = json.loads((tmp_path / "agreement.json").read_text())
     quality = {a["email"]: a["iou_vs_consensus"] for a in agreement["annotators"].values()}
     assert quality["good@example.com"] > quality["misser@example.com"]
+
+
+def test_malformed_export_items_get_one_clear_error_each(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    root.mkdir()
+    cv2.imwrite(str(root / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    good = {"id": 2, "data": {"image": "/data/local-files/?d=a.png"},
+            "annotations": [{"id": 5, "completed_by": {"id": 1}, "result": [{"type": "brushlabels", "value": "nope"}]}, "junk", 7]}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([good, {"id": 3, "data": "not a dict", "annotations": "nor a list"}]))
+    pull.run(tmp_path / "raw", tmp_path / "images", LabelStudioParams(project=0),
+             PullParams(export_file=str(export), document_root=str(root), workers=1))
+    counts = validate.run(tmp_path / "raw", tmp_path / "images", tmp_path / "annotations", tmp_path / "validation.json",
+                          BASE, LabelStudioParams(project=0), ValidateParams(workers=1))
+    report = {t["task_id"]: t for t in json.loads((tmp_path / "validation.json").read_text())["tasks"]}
+    assert [a["fate"] for a in report[2]["annotations"]] == ["rejected"] * 3
+    assert "not an object" in report[2]["annotations"][1]["reason"] and "task 2" in report[2]["annotations"][0]["reason"]
+    assert report[3]["fate"] == "rejected" and "image" in report[3]["reason"]
+    assert counts["annotations"] == 3 and counts["tasks"] == 2

@@ -121,6 +121,7 @@ def test_repro_trains_both_models_and_evaluates(repository: dict) -> None:
 
 def test_token_reaches_no_file(repository: dict) -> None:
     root, token = repository["root"], repository["token"]
+    assert token not in repository["first"]  # the stages' own output (logs)
     for path in [root / "dvc.lock", *root.joinpath("data").rglob("*"), *root.joinpath(".dvc").rglob("*"),
                  *root.joinpath("models").rglob("*"), *root.joinpath("reports").rglob("*")]:
         if path.is_file():

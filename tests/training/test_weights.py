@@ -15,10 +15,10 @@ from pipeline.weights import OFFLINE_PACKAGE, is_hub_weights, package_weights_pa
 
 @pytest.fixture
 def no_hub(monkeypatch, tmp_path):
-    """A hub that cannot be resolved and an empty local hub cache."""
+    """A hub nobody answers for (a closed port on this machine) and an empty local hub cache."""
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")
+    monkeypatch.setattr(constants, "ENDPOINT", "https://127.0.0.1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -31,7 +31,7 @@ def test_imagenet_without_internet_fails_fast_with_local_file_hint(no_hub, archi
         build_model(architecture, "resnet18", "imagenet", 3)
     assert time.perf_counter() - start < 10
     message = str(caught.value)
-    assert "hub.invalid cannot be reached" in message
+    assert "127.0.0.1 cannot be reached" in message
     assert "local state dict" in message and f"package:{OFFLINE_PACKAGE}" in message
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
-from itertools import combinations, islice
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from pipeline.errors import ParamsError
 from pipeline.masks import read_label_map, write_label_map
 from pipeline.metrics import mean_pair_iou
 from pipeline.params import BaseParams, MergeParams
-from pipeline.stages.validate import project_of
+from pipeline.stages.validate import chunks, project_of
 
 METHODS = ("vote", "staple", "majority")
 CHUNK = 64
@@ -92,12 +92,6 @@ def _round(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 5)
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 class Tally:
     """What the agreement report needs beyond the per-task entries, accumulated task by task."""
 
@@ -153,7 +147,7 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
         work = partial(merge_task, annotations_dir=annotations_dir, out_dir=staging, method=params.method,
                        models=models, num_classes=num_classes)
         report.write('{"tasks": {')
-        for chunk in _chunks(iter_tasks(annotations_dir), CHUNK * workers):
+        for chunk in chunks(iter_tasks(annotations_dir), CHUNK * workers):
             for task, (entry, confusions) in zip(chunk, pool.map(work, chunk, chunksize=max(1, len(chunk) // (4 * workers)))):
                 report.write(("\n" if tally.tasks == 0 else ",\n") + json.dumps(str(entry["task_id"])) + ": "
                              + json.dumps(entry, sort_keys=True))

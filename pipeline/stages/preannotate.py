@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from pipeline.atomic import replace_file, write_json
 from pipeline.errors import ParamsError, TrainingError
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
+from pipeline.stages.pull import snapshot_records
 from pipeline.preannotation import model_version, prediction_record, select_tasks, uncertainty_rows
 from pipeline.training.checkpoint import checkpoint_params, load_checkpoint, model_from_checkpoint
 from pipeline.training.data import collate_eval, read_image
@@ -47,13 +47,6 @@ class SnapshotImages(Dataset):
         # predict_batch sizes its output like the label map; unlabeled tasks have none, so a blank one.
         blank = torch.full(image.shape[:2], 255, dtype=torch.uint8)
         return eval_image(torch.from_numpy(image).permute(2, 0, 1), self.base_size), blank, i
-
-
-def snapshot_tasks(raw_dir: Path) -> Iterator[tuple[dict, dict]]:
-    with open(raw_dir / "tasks.jsonl") as lines:
-        for line in lines:
-            record = json.loads(line)
-            yield record["task"], record["image"]
 
 
 def review_ids(agreement_path: Path | None) -> list[int]:
@@ -124,7 +117,7 @@ def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path 
     project = json.loads((raw_dir / "project.json").read_text())
     if project.get("id") is None:
         raise ParamsError("the snapshot came from pull.export_file and names no project; pull from the server to pre-annotate")
-    pairs = [(task, image) for task, image in snapshot_tasks(raw_dir) if image.get("file")]
+    pairs = [(task, image) for task, image in snapshot_records(raw_dir) if image.get("file")]
     chosen = {t["id"] for t in select_tasks((task for task, _ in pairs), params.tasks, review_ids(agreement_path))}
     pairs = [(task, image) for task, image in pairs if task["id"] in chosen]
     tasks, images = [task for task, _ in pairs], [images_dir / image["file"] for _, image in pairs]

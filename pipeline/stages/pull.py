@@ -109,7 +109,7 @@ def fetch_image(reference: str | None, previous: dict | None, source: ImageSourc
 
 def remove_unreferenced(images: Path, snapshot: Path) -> int:
     """Delete images no task of the snapshot refers to; returns how many went."""
-    wanted = {image["file"] for _, image in _records(snapshot) if image.get("file")}
+    wanted = {image["file"] for _, image in snapshot_records(snapshot) if image.get("file")}
     removed = 0
     for path in images.glob("*/*"):
         if path.relative_to(images).as_posix() not in wanted:
@@ -118,18 +118,19 @@ def remove_unreferenced(images: Path, snapshot: Path) -> int:
     return removed
 
 
-def _records(snapshot: Path) -> Iterator[tuple[dict, dict]]:
-    path = snapshot / "tasks.jsonl"
-    if path.exists():
-        with open(path) as handle:
-            for line in handle:
-                record = json.loads(line)
-                yield record["task"], record["image"]
+def snapshot_records(snapshot: Path) -> Iterator[tuple[dict, dict]]:
+    """(task, image record) of every line of a snapshot's tasks.jsonl, streamed."""
+    with open(snapshot / "tasks.jsonl") as handle:
+        for line in handle:
+            record = json.loads(line)
+            yield record["task"], record["image"]
 
 
 def previous_images(snapshot: Path) -> dict[str, dict]:
-    """Image records of the last snapshot, by reference."""
-    return {image["ref"]: image for _, image in _records(snapshot) if image.get("file") and image.get("ref")}
+    """Image records of the last snapshot, by reference; none before the first pull."""
+    if not (snapshot / "tasks.jsonl").exists():
+        return {}
+    return {image["ref"]: image for _, image in snapshot_records(snapshot) if image.get("file") and image.get("ref")}
 
 
 def iter_export(path: Path) -> Iterator[dict]:

@@ -7,7 +7,6 @@ changed; and `lead_time` (seconds in the editor) with a prediction against witho
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pipeline.atomic import write_json
@@ -16,6 +15,7 @@ from pipeline.labelstudio.results import annotation_to_label_map
 from pipeline.masks import IGNORE_INDEX
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
 from pipeline.preannotation import mask_agreement, summarise_effect
+from pipeline.stages.pull import snapshot_records
 
 
 def _earlier_prediction(task: dict, annotation: dict) -> dict | None:
@@ -47,15 +47,13 @@ def run(raw_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParam
     """Write preannotation_effect.json from the snapshot in `raw_dir`; returns its summary."""
     unpainted = IGNORE_INDEX if validate.unpainted is None else base.names.index(validate.unpainted)
     with_prediction, without_prediction = [], []
-    with open(raw_dir / "tasks.jsonl") as lines:
-        for line in lines:
-            task = json.loads(line)["task"]
-            for annotation in task.get("annotations") or []:
-                if annotation.get("was_cancelled"):
-                    continue
-                row = annotation_effect(task, annotation, base.names, tuple(ls.control_tags), unpainted)
-                if row is not None:
-                    (with_prediction if row["model_version"] else without_prediction).append(row)
+    for task, _ in snapshot_records(raw_dir):
+        for annotation in task.get("annotations") or []:
+            if annotation.get("was_cancelled"):
+                continue
+            row = annotation_effect(task, annotation, base.names, tuple(ls.control_tags), unpainted)
+            if row is not None:
+                (with_prediction if row["model_version"] else without_prediction).append(row)
     summary = summarise_effect(with_prediction, without_prediction)
     by_version: dict[str, list[dict]] = {}
     for row in with_prediction:

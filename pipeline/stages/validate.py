@@ -19,7 +19,7 @@ import os
 import ijson
 import orjson
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -178,8 +178,10 @@ def _task_fate(task_id: int, entries: list[dict], image_problem: str | None) -> 
     return {"fate": "skipped", "reason": f"task {task_id}: every annotation was cancelled"}
 
 
-def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    while chunk := list(islice(lines, size)):
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of up to `size` consecutive items: work handed to the workers a bounded chunk at a time."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
         yield chunk
 
 
@@ -211,7 +213,7 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
         check = partial(validate_task, images_dir=images_dir, out_dir=staging, rules=rules)
         with open(raw_dir / "tasks.jsonl") as lines, ProcessPoolExecutor(workers) as pool, tqdm(desc="validate", unit="task") as bar:
             first = True
-            for chunk in _chunks(lines, CHUNK * workers):
+            for chunk in chunks(lines, CHUNK * workers):
                 for entry, index_entry in pool.map(check, chunk, chunksize=max(1, len(chunk) // (4 * workers))):
                     report.write(("" if first else ",\n") + json.dumps(entry, sort_keys=True))
                     first = False

@@ -67,7 +67,7 @@ def case(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPathFa
 def test_unlabeled_tasks_get_one_exact_prediction(case, label_studio, monkeypatch) -> None:
     summary = _run(case, label_studio, monkeypatch)
     ids = case["built"].task_ids
-    pairs = [(task, image) for task, image in preannotate.snapshot_tasks(case["raw"]) if task["id"] in ids[2:]]
+    pairs = [(task, image) for task, image in pull.snapshot_records(case["raw"]) if task["id"] in ids[2:]]
     version, records = preannotate.predict_records([task for task, _ in pairs], [case["images"] / image["file"] for _, image in pairs],
                                                    case["checkpoint"], BASE, PARAMS, "image")
     assert summary["model_version"] == version and version.startswith("unet-")

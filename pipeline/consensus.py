@@ -175,14 +175,24 @@ def vote_tuples(tuples: LabelTuples, models: AnnotatorModels | None, tie_tol: fl
     c = tuples.num_classes
     scores = np.zeros((len(tuples.counts), c))
     for column, annotator in enumerate(tuples.annotators):
-        table = np.eye(c) if models is None else models.log_confusion(annotator).T  # (given label, class)
-        scores += np.vstack([table, np.zeros((1, c))])[tuples.codes[:, column]]
+        scores += _evidence(models, annotator, c)[tuples.codes[:, column]]
+    return _decide(scores, tuples.codes, models, tie_tol)
+
+
+def _evidence(models: AnnotatorModels | None, annotator: str, num_classes: int) -> np.ndarray:
+    """(C + 1, C) score each label an annotator gives (last row: unlabelled) adds to each class."""
+    table = np.eye(num_classes) if models is None else models.log_confusion(annotator).T
+    return np.vstack([table, np.zeros((1, num_classes))])
+
+
+def _decide(scores: np.ndarray, codes: np.ndarray, models: AnnotatorModels | None, tie_tol: float) -> np.ndarray:
+    """Best class (K,) uint8 of scores (K, C) plus the prior; 255 for ties and rows of codes (K, A) all unlabelled."""
     if models is not None:
         scores += models.log_prior()[None, :]
     best = scores.max(axis=1, keepdims=True)
     hits = scores >= best - tie_tol
     labels = np.argmax(hits, axis=1).astype(np.uint8)
-    labelled = (tuples.codes < c).any(axis=1)
+    labelled = (codes < scores.shape[1]).any(axis=1)
     labels[(hits.sum(axis=1) != 1) | ~labelled] = IGNORE_INDEX
     return labels
 
@@ -209,26 +219,67 @@ def estimate_annotator_models(
                              f"{num_classes}, {iterations}, {smoothing}")
     tables = [t if isinstance(t, LabelTuples) else label_tuples(dict(t), num_classes)
               for t in (tasks() if callable(tasks) else tasks)]
-    tables = [t for t in tables if len(t.annotators) >= 2]
+    project = _Project.of([t for t in tables if len(t.annotators) >= 2], num_classes)
     models = None
     for done in range(iterations + 1):
-        new = _count_pass(tables, num_classes, models, smoothing, done + 1)
+        new = _count_pass(project, num_classes, models, smoothing, done + 1)
         if models is not None and _max_change(models, new) <= tol:
             return replace(new, converged=True)
         models = new
     return models
 
 
-def _count_pass(tables: list[LabelTuples], num_classes, models, smoothing, passes) -> AnnotatorModels:
-    confusion: dict[str, np.ndarray] = {}
-    class_counts = np.zeros(num_classes, dtype=np.int64)
-    for tuples in tables:
-        consensus = vote_tuples(tuples, models)
-        decided = consensus < num_classes
-        class_counts += np.bincount(consensus[decided], weights=tuples.counts[decided], minlength=num_classes).astype(np.int64)
-        for column, annotator in enumerate(tuples.annotators):
-            confusion[annotator] = confusion.get(annotator, 0) + confusion_against(tuples, consensus, column)
-    return AnnotatorModels(num_classes, confusion, class_counts, smoothing, passes)
+@dataclass(frozen=True)
+class _Project:
+    """Every image's label combinations in one table, so that a pass is a few array operations.
+
+    codes (N, A) uint8, C where unlabelled or past the image's annotators; who (N, A) int32 index
+    into ``annotators`` (len(annotators) past the image's annotators); counts (N,) pixels.
+    A = the most annotators any image has.
+    """
+
+    annotators: tuple[str, ...]
+    codes: np.ndarray
+    who: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, tables: list[LabelTuples], num_classes: int) -> "_Project":
+        annotators = tuple(sorted({a for t in tables for a in t.annotators}))
+        position = {a: i for i, a in enumerate(annotators)}
+        rows, width = sum(len(t.counts) for t in tables), max((len(t.annotators) for t in tables), default=0)
+        codes = np.full((rows, width), num_classes, np.uint8)
+        who = np.full((rows, width), len(annotators), np.int32)
+        counts = np.zeros(rows, np.int64)
+        start = 0
+        for t in tables:
+            stop = start + len(t.counts)
+            codes[start:stop, : len(t.annotators)] = t.codes
+            who[start:stop, : len(t.annotators)] = [position[a] for a in t.annotators]
+            counts[start:stop] = t.counts
+            start = stop
+        return cls(annotators, codes, who, counts)
+
+
+def _count_pass(project: _Project, num_classes: int, models, smoothing, passes) -> AnnotatorModels:
+    """Consensus of every combination under ``models``, then each annotator's counts against it."""
+    c, n = num_classes, len(project.annotators)
+    evidence = np.stack([_evidence(models, a, c) for a in project.annotators] + [np.zeros((c + 1, c))])
+    scores = np.zeros((len(project.counts), c))
+    for column in range(project.codes.shape[1]):  # the order of vote_tuples: identical sums, identical votes
+        scores += evidence[project.who[:, column], project.codes[:, column]]
+    consensus = _decide(scores, project.codes, models, TIE_TOL).astype(np.int64)
+    decided = consensus < c
+    class_counts = np.bincount(consensus[decided], weights=project.counts[decided], minlength=c)
+    confusion = np.zeros(n * c * c)
+    for column in range(project.codes.shape[1]):
+        given, who = project.codes[:, column].astype(np.int64), project.who[:, column].astype(np.int64)
+        keep = decided & (given < c) & (who < n)
+        cells = (who[keep] * c + consensus[keep]) * c + given[keep]
+        confusion += np.bincount(cells, weights=project.counts[keep], minlength=n * c * c)
+    confusion = confusion.astype(np.int64).reshape(n, c, c)
+    return AnnotatorModels(num_classes, {a: confusion[i] for i, a in enumerate(project.annotators)},
+                           class_counts.astype(np.int64), smoothing, passes)
 
 
 def _max_change(old: AnnotatorModels, new: AnnotatorModels) -> float:

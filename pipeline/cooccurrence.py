@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numba
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.masks import write_flat_png
 
 IGNORE_INDEX = 255
 COMBINATIONS = "_combinations.png"  # per task: each pixel's row in its co-occurrence table
@@ -62,49 +62,35 @@ def _stack(maps: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], np.ndarray]
     return annotators, np.stack([maps[a].ravel() for a in annotators])
 
 
-@numba.njit(cache=True, nogil=True)
-def _count_keys(maps: np.ndarray, table: np.ndarray, base: int, num_keys: int) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over the pixels: key (P,) int32 of each pixel's label combination, and key counts."""
-    annotators, num_pixels = maps.shape
-    keys = np.empty(num_pixels, np.int32)
-    counts = np.zeros(num_keys, np.int64)
-    for p in range(num_pixels):
-        key = 0
-        for a in range(annotators - 1, -1, -1):  # annotator a becomes digit a of the key
-            key = key * base + table[maps[a, p]]
-        keys[p] = key
-        counts[key] += 1
-    return keys, counts
-
-
-@numba.njit(cache=True, nogil=True)
-def _lookup(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
-    out = np.empty(len(keys), np.int64)
-    for p in range(len(keys)):
-        out[p] = table[keys[p]]
-    return out
-
-
-def _code_table(num_classes: int) -> np.ndarray:
-    table = np.full(256, num_classes, np.uint8)
-    table[:num_classes] = np.arange(num_classes, dtype=np.uint8)
-    return table
+def _row_dtype(num_rows: int) -> type:
+    return np.uint8 if num_rows <= 256 else np.uint16 if num_rows <= 65536 else np.int64
 
 
 def pixel_keys(maps: Mapping[str, np.ndarray], num_classes: int) -> tuple[LabelTuples, np.ndarray]:
-    """The image's tuples and, per pixel, the index of its tuple: (LabelTuples, (P,) int64)."""
+    """The image's tuples and, per pixel, the index of its tuple: (LabelTuples, (P,) uint8, uint16 or int64).
+
+    The per-pixel index takes the smallest type that holds it (uint8 for up to 256 tuples, the
+    common case): the map is written to disk and painted through with a 256-entry table.
+    """
+    # Compiled kernels load numba (a tenth of a second) only where keys are counted: merge reads
+    # them from validate's index maps and never needs it.
+    from pipeline.cooccurrence_kernels import count_keys, rows_of_keys
+
     annotators, stacked = _stack(maps)
     base = num_classes + 1
     if base ** len(annotators) <= MAX_DENSE_KEYS:
-        keys, histogram = _count_keys(stacked, _code_table(num_classes), base, base ** len(annotators))
+        keys, histogram = count_keys(stacked, num_classes, base, base ** len(annotators))
         present = np.flatnonzero(histogram)
         index_of_key = np.zeros(len(histogram), np.int64)
         index_of_key[present] = np.arange(len(present))
         digits = (present[:, None] // base ** np.arange(len(annotators))[None, :]) % base
-        return LabelTuples(annotators, digits.astype(np.uint8), histogram[present], num_classes), _lookup(keys, index_of_key)
-    codes = _code_table(num_classes)[stacked]
+        rows = np.empty(len(keys), _row_dtype(len(present)))
+        rows_of_keys(keys, index_of_key, rows)
+        return LabelTuples(annotators, digits.astype(np.uint8), histogram[present], num_classes), rows
+    codes = np.minimum(stacked, num_classes)  # anything not a class is code C, unlabelled
     unique, inverse, counts = np.unique(codes.T, axis=0, return_inverse=True, return_counts=True)
-    return LabelTuples(annotators, unique.astype(np.uint8), counts.astype(np.int64), num_classes), inverse.ravel()
+    rows = inverse.ravel().astype(_row_dtype(len(unique)))
+    return LabelTuples(annotators, unique.astype(np.uint8), counts.astype(np.int64), num_classes), rows
 
 
 def label_tuples(maps: Mapping[str, np.ndarray], num_classes: int) -> LabelTuples:
@@ -130,18 +116,22 @@ def confusion_against(tuples: LabelTuples, consensus: np.ndarray, annotator: int
 
 def paint(consensus: np.ndarray, tuple_index: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """The (H, W) uint8 consensus map from a label per tuple (K,) and each pixel's tuple (P,)."""
-    return consensus.astype(np.uint8)[tuple_index].reshape(shape)
+    labels = consensus.astype(np.uint8)
+    if tuple_index.dtype == np.uint8:  # a 256-entry table lookup: several times faster than indexing
+        table = np.zeros(256, np.uint8)
+        table[: len(labels)] = labels
+        return cv2.LUT(tuple_index.reshape(shape), table)
+    return labels[tuple_index].reshape(shape)
 
 
 def write_index_map(path: Path, rows: np.ndarray) -> None:
     """Save (H, W) tuple indices as an 8- or 16-bit PNG (an image has far fewer than 65536 tuples)."""
-    if rows.max(initial=0) > np.iinfo(np.uint16).max:
-        raise PipelineError(f"{rows.max() + 1} label combinations in one image; cannot store them in {path}")
-    dtype = np.uint8 if rows.max(initial=0) <= 255 else np.uint16
-    ok, encoded = cv2.imencode(".png", rows.astype(dtype))
-    if not ok:
-        raise PipelineError(f"could not encode {path}")
-    path.write_bytes(encoded.tobytes())
+    if rows.dtype not in (np.uint8, np.uint16):
+        top = int(rows.max(initial=0))
+        if top > np.iinfo(np.uint16).max:
+            raise PipelineError(f"{top + 1} label combinations in one image; cannot store them in {path}")
+        rows = rows.astype(_row_dtype(top + 1))
+    write_flat_png(path, rows)
 
 
 def read_index_map(path: Path) -> np.ndarray:

@@ -10,16 +10,25 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 IGNORE_INDEX = 255
+# Label maps are long runs of a few values: run-length deflate without row filters is half the
+# encode and decode time of OpenCV's default (adaptive filters) and gives smaller files.
+FLAT_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
+
+
+def write_flat_png(path: Path, array: np.ndarray) -> None:
+    """Save a (H, W) uint8 or uint16 array of few distinct values as a lossless PNG."""
+    ok, encoded = cv2.imencode(".png", array, FLAT_PNG)
+    if not ok:
+        raise PipelineError(f"could not encode {path}")
+    Path(path).write_bytes(encoded.tobytes())
 
 
 def write_label_map(path: Path, label_map: np.ndarray) -> None:
     """Save a (H, W) uint8 label map as a lossless grayscale PNG."""
     if label_map.ndim != 2 or label_map.dtype != np.uint8:
         raise PipelineError(f"a label map is (H, W) uint8, got shape {label_map.shape} dtype {label_map.dtype}")
-    ok, encoded = cv2.imencode(".png", label_map)
-    if not ok:
-        raise PipelineError(f"could not encode label map for {path}")
-    Path(path).write_bytes(encoded.tobytes())
+    write_flat_png(path, label_map)
 
 
 def read_label_map(path: Path) -> np.ndarray:

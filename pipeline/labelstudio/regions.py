@@ -1,4 +1,4 @@
-"""One Label Studio region (a `result` entry) to a boolean mask of the image.
+"""One Label Studio region (a `result` entry) to the pixels of the image it covers.
 
 Shapes: H, W = the image's height and width in pixels; N = a polygon's vertex count.
 Coordinates: Label Studio stores x in percent of `original_width` and y in percent of
@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 import numba
 import numpy as np
@@ -149,16 +150,31 @@ def read_region_header(index: int, result: Mapping) -> RegionHeader:
     return RegionHeader(index, str(rid), from_name, rtype, labels[0], height, width)
 
 
-def region_mask(result: Mapping, header: RegionHeader) -> np.ndarray:
-    """The (H, W) bool mask of a region whose header was read with `read_region_header`.
+@dataclass(frozen=True)
+class Coverage:
+    """values (H, W) uint8: the region's pixels are those with values >= threshold.
+
+    A brush keeps its decoded alpha (threshold 128) and a shape its 0/1 mask (threshold 1), so
+    no boolean copy of the image is made for the common case.
+    """
+
+    values: np.ndarray
+    threshold: int
+
+
+def region_coverage(result: Mapping, header: RegionHeader) -> Coverage:
+    """The pixels of a region whose header was read with `read_region_header`.
 
     Raises ResultError on a bad RLE or geometry, or when the region covers no pixel.
     """
     value = result["value"]
     h, w, i = header.height, header.width, header.index
     if header.type == "brushlabels":
-        mask = _brush_mask(i, result, value, h, w)
-    elif header.type == "polygonlabels":
+        alpha = _brush_alpha(i, result, value, h, w)
+        if alpha.max(initial=0) < BRUSH_ALPHA_THRESHOLD:
+            raise region_error(i, result, f"covers no pixel of the {w}x{h} image (no pixel has alpha >= 128); delete it")
+        return Coverage(alpha, BRUSH_ALPHA_THRESHOLD)
+    if header.type == "polygonlabels":
         mask = fill_polygon(_polygon_points(i, result, value) * (w, h) / 100.0, h, w)
     elif header.type == "rectanglelabels":
         x, y, rw, rh = (_value_number(i, result, value, k) for k in ("x", "y", "width", "height"))
@@ -174,13 +190,12 @@ def region_mask(result: Mapping, header: RegionHeader) -> np.ndarray:
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
         mask = fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w)
     if not mask.any():
-        why = "no pixel has alpha >= 128" if header.type == "brushlabels" else "outside it or thinner than a pixel"
-        raise region_error(i, result, f"covers no pixel of the {w}x{h} image ({why}); delete it")
-    return mask
+        raise region_error(i, result, f"covers no pixel of the {w}x{h} image (outside it or thinner than a pixel); delete it")
+    return Coverage(mask.view(np.uint8), 1)
 
 
-def _brush_mask(index: int, result: Mapping, value: Mapping, height: int, width: int) -> np.ndarray:
-    """Decode value.rle to the (H, W) bool mask of pixels with alpha >= BRUSH_ALPHA_THRESHOLD."""
+def _brush_alpha(index: int, result: Mapping, value: Mapping, height: int, width: int) -> np.ndarray:
+    """Decode value.rle to the (H, W) uint8 alpha channel of the brush stroke."""
     if value.get("format", "rle") != "rle":
         raise region_error(index, result, f"value.format is {value.get('format')!r:.40}, expected 'rle'")
     if "rle" not in value:
@@ -191,7 +206,7 @@ def _brush_mask(index: int, result: Mapping, value: Mapping, height: int, width:
         raise region_error(index, result, f"value.rle does not decode to {width}x{height}: {exc}") from exc
     if alpha.shape != (height, width):
         raise region_error(index, result, f"value.rle decodes to {alpha.shape}, expected {(height, width)}")
-    return alpha >= BRUSH_ALPHA_THRESHOLD
+    return alpha
 
 
 def _polygon_points(index: int, result: Mapping, value: Mapping) -> np.ndarray:
@@ -201,11 +216,13 @@ def _polygon_points(index: int, result: Mapping, value: Mapping) -> np.ndarray:
     points = _key(index, result, value, "points", list, "value.")
     if len(points) < 3:
         raise region_error(index, result, f"the polygon has {len(points)} points, it needs at least 3")
-    kinds = {type(c) for point in points if isinstance(point, (list, tuple)) and len(point) == 2 for c in point}
-    if kinds <= {int, float} and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
-        out = np.asarray(points, dtype=np.float64)  # the common, well-formed case in one step
-        if np.isfinite(out).all() and np.abs(out).max() <= MAX_ABS_NUMBER:
-            return out
+    try:  # the common, well-formed case in a few C loops: numbers only, in N pairs
+        if set(map(type, chain.from_iterable(points))) <= {int, float}:
+            out = np.asarray(points, dtype=np.float64)
+            if out.shape == (len(points), 2) and np.abs(out).max() <= MAX_ABS_NUMBER:  # NaN fails too
+                return out
+    except (TypeError, ValueError, OverflowError):  # a point that is no list, uneven lists, a huge integer
+        pass
     out = np.empty((len(points), 2), dtype=np.float64)
     for k, point in enumerate(points):  # slow path: find and name the bad point
         if not isinstance(point, (list, tuple)) or len(point) != 2:

@@ -41,7 +41,7 @@ from pipeline.labelstudio.regions import (
     REGION_TYPES,
     read_region_header,
     region_error,
-    region_mask,
+    region_coverage,
 )
 from pipeline.labelstudio.rle import encode
 
@@ -162,26 +162,29 @@ def annotation_to_label_map(
         if header.label not in ids:
             reason = f"label {header.label!r} is not a class; valid names: {', '.join(classes)}"
             raise region_error(index, result, reason)
-        mask = region_mask(result, header)
+        coverage = region_coverage(result, header)
         if label_map is None:
             label_map = np.full(size, unlabeled_value, dtype=np.uint8)
             painted, overlap = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
-        _paint(label_map.ravel(), painted.ravel(), overlap.ravel(), mask.ravel(), ids[header.label])
+        _paint(label_map.ravel(), painted.ravel(), overlap.ravel(), coverage.values.ravel(), coverage.threshold, ids[header.label])
     return LabelMapResult(label_map, len(regions), int(overlap.sum()), tuple(ignored))
 
 
 @numba.njit(cache=True, nogil=True)
-def _paint(label_map: np.ndarray, painted: np.ndarray, overlap: np.ndarray, mask: np.ndarray, class_id: int) -> None:
-    """Draw one region (flat views, in place), marking pixels another class had painted already.
+def _paint(label_map: np.ndarray, painted: np.ndarray, overlap: np.ndarray, values: np.ndarray, threshold: int,
+           class_id: int) -> None:
+    """Draw one region (flat views, in place): the pixels whose values reach threshold.
 
-    Painting is tracked apart from the map because the unlabeled value may itself be a class id.
+    Marks pixels another class had painted already. Painting is tracked apart from the map
+    because the unlabeled value may itself be a class id. Selects instead of branches: the
+    loop vectorises, which makes it several times faster.
     """
-    for p in range(mask.size):
-        if mask[p]:
-            if painted[p] and label_map[p] != class_id:
-                overlap[p] = True
-            label_map[p] = class_id
-            painted[p] = True
+    label, cut = np.uint8(class_id), np.uint8(threshold)
+    for p in range(values.size):
+        hit = values[p] >= cut
+        overlap[p] = overlap[p] | (hit & painted[p] & (label_map[p] != label))
+        label_map[p] = label if hit else label_map[p]
+        painted[p] = painted[p] | hit
 
 
 def region_id(task_id: int | str, from_name: str, class_name: str) -> str:

@@ -24,7 +24,7 @@ from pipeline.models import count_parameters
 from pipeline.params import BaseParams, EvaluateParams
 from pipeline.plots import confusion_png, overlay, write_png
 from pipeline.training.comparison import write_comparison
-from pipeline.stages.validate import project_of
+from pipeline.stages.merge import project_of
 from pipeline.training import hints
 from pipeline.training.checkpoint import checkpoint_params, finite_or_none, load_checkpoint, model_from_checkpoint
 from pipeline.training.data import EvalDataset, collate_eval, list_samples, make_loader, read_image

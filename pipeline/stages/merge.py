@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from itertools import combinations
 from pathlib import Path
 
+import ijson
 import numpy as np
 from tqdm import tqdm
 
@@ -31,11 +31,10 @@ from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion
 from pipeline.errors import ParamsError
 from pipeline.masks import read_label_map, write_label_map
 from pipeline.metrics import mean_pair_iou
+from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, MergeParams
-from pipeline.stages.validate import chunks, project_of
 
 METHODS = ("vote", "staple", "majority")
-CHUNK = 64
 
 
 def iter_tasks(annotations_dir: Path) -> Iterator[dict]:
@@ -48,6 +47,14 @@ def iter_tasks(annotations_dir: Path) -> Iterator[dict]:
 def load_maps(annotations_dir: Path, task: dict) -> dict[str, np.ndarray]:
     """{annotator: (H, W) uint8} of one task."""
     return {key: read_label_map(annotations_dir / entry["file"]) for key, entry in sorted(task["maps"].items())}
+
+
+def project_of(report_path: Path) -> dict:
+    """The {"id", "title"} recorded in a validation report, read without loading the whole report."""
+    with open(report_path, "rb") as handle:
+        for project in ijson.items(handle, "project"):
+            return project or {}
+    return {}
 
 
 def task_link(project_id: int | None, task_id: int) -> str | None:
@@ -142,17 +149,15 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
         models = estimate_annotator_models(tables, num_classes, iterations=params.iterations)
     workers = params.workers or os.cpu_count() or 1
     tally = Tally(num_classes)
-    with (replace_dir(out_dir) as staging, replace_file(report_path) as report, ProcessPoolExecutor(workers) as pool,
-          tqdm(desc="merge", unit="task") as bar):
+    with replace_dir(out_dir) as staging, replace_file(report_path) as report, tqdm(desc="merge", unit="task") as bar:
         work = partial(merge_task, annotations_dir=annotations_dir, out_dir=staging, method=params.method,
                        models=models, num_classes=num_classes)
         report.write('{"tasks": {')
-        for chunk in chunks(iter_tasks(annotations_dir), CHUNK * workers):
-            for task, (entry, confusions) in zip(chunk, pool.map(work, chunk, chunksize=max(1, len(chunk) // (4 * workers)))):
-                report.write(("\n" if tally.tasks == 0 else ",\n") + json.dumps(str(entry["task_id"])) + ": "
-                             + json.dumps(entry, sort_keys=True))
-                tally.add(task, entry, confusions, params.min_agreement)
-            bar.update(len(chunk))
+        for task, (entry, confusions) in ordered_map(work, iter_tasks(annotations_dir), workers):
+            report.write(("\n" if tally.tasks == 0 else ",\n") + json.dumps(str(entry["task_id"])) + ": "
+                         + json.dumps(entry, sort_keys=True))
+            tally.add(task, entry, confusions, params.min_agreement)
+            bar.update()
         rest = agreement_summary(tally, base.names, params, project_id, models)
         report.write("\n},\n" + json.dumps(rest, indent=1, sort_keys=True)[1:] + "\n")
     return rest["summary"]

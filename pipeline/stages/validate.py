@@ -16,14 +16,10 @@ from __future__ import annotations
 import json
 import os
 
-import ijson
 import orjson
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -35,10 +31,8 @@ from pipeline.cooccurrence import COMBINATIONS, pixel_keys, write_index_map
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
 from pipeline.masks import IGNORE_INDEX, write_label_map
+from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
-
-CHUNK = 128  # tasks handed to the workers at a time: keeps memory flat on huge exports
-
 
 @dataclass(frozen=True)
 class Rules:
@@ -118,9 +112,9 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
         entries.append(entry)
         if label_map is not None:
             key = entry["annotator"]
-            target = out_dir / str(task_id) / f"{key}.png"
-            target.parent.mkdir(exist_ok=True)
-            write_label_map(target, label_map)
+            if not maps:
+                (out_dir / str(task_id)).mkdir(exist_ok=True)
+            write_label_map(out_dir / str(task_id) / f"{key}.png", label_map)
             maps[key] = {"file": f"{task_id}/{key}.png", "annotation_id": entry["annotation_id"], "email": entry["email"]}
             arrays[key] = label_map
     report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem)}
@@ -178,13 +172,6 @@ def _task_fate(task_id: int, entries: list[dict], image_problem: str | None) -> 
     return {"fate": "skipped", "reason": f"task {task_id}: every annotation was cancelled"}
 
 
-def chunks(items: Iterable, size: int) -> Iterator[list]:
-    """Lists of up to `size` consecutive items: work handed to the workers a bounded chunk at a time."""
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def config_warnings(project: dict, rules: Rules) -> list[str]:
     """Mismatches between the project's label config and base.classes, if the config is known."""
     if not project.get("label_config"):
@@ -211,19 +198,16 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
     with replace_dir(out_dir) as staging, replace_file(report_path) as report, open(staging / "index.jsonl", "w") as index:
         report.write('{"tasks": [\n')
         check = partial(validate_task, images_dir=images_dir, out_dir=staging, rules=rules)
-        with open(raw_dir / "tasks.jsonl") as lines, ProcessPoolExecutor(workers) as pool, tqdm(desc="validate", unit="task") as bar:
-            first = True
-            for chunk in chunks(lines, CHUNK * workers):
-                for entry, index_entry in pool.map(check, chunk, chunksize=max(1, len(chunk) // (4 * workers))):
-                    report.write(("" if first else ",\n") + json.dumps(entry, sort_keys=True))
-                    first = False
-                    counts[f"tasks_{entry['fate']}"] += 1
-                    counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
-                    counts["annotations"] += len(entry["annotations"])
-                    counts["tasks"] += 1
-                    if index_entry is not None:
-                        index.write(json.dumps(index_entry, sort_keys=True) + "\n")
-                bar.update(len(chunk))
+        with open(raw_dir / "tasks.jsonl") as lines, tqdm(desc="validate", unit="task") as bar:
+            for _, (entry, index_entry) in ordered_map(check, lines, workers):
+                report.write(("" if counts["tasks"] == 0 else ",\n") + json.dumps(entry, sort_keys=True))
+                counts[f"tasks_{entry['fate']}"] += 1
+                counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
+                counts["annotations"] += len(entry["annotations"])
+                counts["tasks"] += 1
+                if index_entry is not None:
+                    index.write(json.dumps(index_entry, sort_keys=True) + "\n")
+                bar.update()
         summary = {
             "counts": dict(sorted(counts.items())),
             "config_warnings": config_warnings(project, rules),
@@ -231,11 +215,3 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
         }
         report.write("\n],\n" + json.dumps(summary, sort_keys=True)[1:] + "\n")
     return summary["counts"]
-
-
-def project_of(report_path: Path) -> dict:
-    """The {"id", "title"} recorded in a validation report, read without loading the whole report."""
-    with open(report_path, "rb") as handle:
-        for project in ijson.items(handle, "project"):
-            return project or {}
-    return {}

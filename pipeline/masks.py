@@ -16,19 +16,14 @@ FLAT_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRIT
             cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
 
 
-def write_flat_png(path: Path, array: np.ndarray) -> None:
-    """Save a (H, W) uint8 or uint16 array of few distinct values as a lossless PNG."""
-    ok, encoded = cv2.imencode(".png", array, FLAT_PNG)
-    if not ok:
-        raise PipelineError(f"could not encode {path}")
-    Path(path).write_bytes(encoded.tobytes())
-
-
 def write_label_map(path: Path, label_map: np.ndarray) -> None:
     """Save a (H, W) uint8 label map as a lossless grayscale PNG."""
     if label_map.ndim != 2 or label_map.dtype != np.uint8:
         raise PipelineError(f"a label map is (H, W) uint8, got shape {label_map.shape} dtype {label_map.dtype}")
-    write_flat_png(path, label_map)
+    ok, encoded = cv2.imencode(".png", label_map, FLAT_PNG)
+    if not ok:
+        raise PipelineError(f"could not encode label map for {path}")
+    Path(path).write_bytes(encoded.tobytes())
 
 
 def read_label_map(path: Path) -> np.ndarray:

@@ -63,20 +63,21 @@ def confusion_matrix(
 
 def _check_cm(cm: np.ndarray) -> np.ndarray:
     cm = np.asarray(cm)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise MetricsError(f"expected a square (C, C) confusion matrix, got shape {cm.shape}")
+    if cm.ndim < 2 or cm.shape[-1] != cm.shape[-2]:
+        raise MetricsError(f"expected square (C, C) confusion matrices, got shape {cm.shape}")
     return cm.astype(np.float64)
 
 
 def iou_per_class(cm: np.ndarray) -> np.ndarray:
     """Intersection over union per class: TP / (TP + FP + FN).
 
-    cm: (C, C). Returns (C,) float64; NaN for a class absent from both the
-    truth and the prediction (0 / 0), 0.0 for a class present in only one.
+    cm: (C, C), or (..., C, C) for several at once. Returns (C,) (or (..., C)) float64;
+    NaN for a class absent from both the truth and the prediction (0 / 0), 0.0 for a class
+    present in only one.
     """
     cm = _check_cm(cm)
-    tp = np.diag(cm)
-    union = cm.sum(axis=0) + cm.sum(axis=1) - tp
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    union = cm.sum(axis=-2) + cm.sum(axis=-1) - tp
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
 
@@ -131,10 +132,11 @@ def pairwise_iou(maps: Sequence[np.ndarray], num_classes: int) -> tuple[np.ndarr
 
 def mean_pair_iou(pair_confusions: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
     """`pairwise_iou` from the (C, C) confusion matrix of each annotator pair (both-labelled pixels)."""
-    pair_ious = np.stack([iou_per_class(cm) for cm in pair_confusions])
-    num_classes = pair_ious.shape[1]
-    seen = np.isfinite(pair_ious).any(axis=0)
-    per_class = np.full(num_classes, np.nan)
-    per_class[seen] = np.nanmean(pair_ious[:, seen], axis=0)
-    overall = float(np.nanmean(per_class)) if seen.any() else float("nan")
+    pair_ious = iou_per_class(np.stack(pair_confusions))  # (pairs, C)
+    seen = np.isfinite(pair_ious)
+    pairs_seen = seen.sum(axis=0)
+    # NaN-means written out: numpy's nanmean warns on, and spends most of its time checking for, all-NaN columns.
+    per_class = np.where(seen, pair_ious, 0.0).sum(axis=0) / np.where(pairs_seen > 0, pairs_seen, np.nan)
+    classes_seen = np.isfinite(per_class)
+    overall = float(per_class[classes_seen].sum() / classes_seen.sum()) if classes_seen.any() else float("nan")
     return per_class, overall

@@ -152,14 +152,19 @@ def read_region_header(index: int, result: Mapping) -> RegionHeader:
 
 @dataclass(frozen=True)
 class Coverage:
-    """values (H, W) uint8: the region's pixels are those with values >= threshold.
+    """A region's pixels: in rows first_row .. first_row + R - 1, those whose values (R, W) uint8 reach threshold.
 
-    A brush keeps its decoded alpha (threshold 128) and a shape its 0/1 mask (threshold 1), so
-    no boolean copy of the image is made for the common case.
+    A brush keeps its decoded alpha (threshold 128) over the whole image; a shape its 0/1 mask
+    (threshold 1) of only the rows it spans, so that painting it touches no other row.
     """
 
     values: np.ndarray
     threshold: int
+    first_row: int = 0
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.first_row, self.first_row + self.values.shape[0])
 
 
 def region_coverage(result: Mapping, header: RegionHeader) -> Coverage:
@@ -170,28 +175,25 @@ def region_coverage(result: Mapping, header: RegionHeader) -> Coverage:
     value = result["value"]
     h, w, i = header.height, header.width, header.index
     if header.type == "brushlabels":
-        alpha = _brush_alpha(i, result, value, h, w)
-        if alpha.max(initial=0) < BRUSH_ALPHA_THRESHOLD:
-            raise region_error(i, result, f"covers no pixel of the {w}x{h} image (no pixel has alpha >= 128); delete it")
-        return Coverage(alpha, BRUSH_ALPHA_THRESHOLD)
-    if header.type == "polygonlabels":
-        mask = fill_polygon(_polygon_points(i, result, value) * (w, h) / 100.0, h, w)
+        coverage = Coverage(_brush_alpha(i, result, value, h, w), BRUSH_ALPHA_THRESHOLD)
+    elif header.type == "polygonlabels":
+        coverage = polygon_coverage(_polygon_points(i, result, value) * (w, h) / 100.0, h, w)
     elif header.type == "rectanglelabels":
         x, y, rw, rh = (_value_number(i, result, value, k) for k in ("x", "y", "width", "height"))
         if rw <= 0 or rh <= 0:
             raise region_error(i, result, f"rectangle size {rw:g}% x {rh:g}% is not positive")
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
-        corners = rectangle_corners(x * w / 100, y * h / 100, rw * w / 100, rh * h / 100, angle)
-        mask = fill_polygon(corners, h, w)
+        coverage = polygon_coverage(rectangle_corners(x * w / 100, y * h / 100, rw * w / 100, rh * h / 100, angle), h, w)
     else:
         cx, cy, rx, ry = (_value_number(i, result, value, k) for k in ("x", "y", "radiusX", "radiusY"))
         if rx <= 0 or ry <= 0:
             raise region_error(i, result, f"ellipse radii {rx:g}% x {ry:g}% are not positive")
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
-        mask = fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w)
-    if not mask.any():
-        raise region_error(i, result, f"covers no pixel of the {w}x{h} image (outside it or thinner than a pixel); delete it")
-    return Coverage(mask.view(np.uint8), 1)
+        coverage = Coverage(fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w).view(np.uint8), 1)
+    if coverage.values.max(initial=0) < coverage.threshold:
+        why = "no pixel has alpha >= 128" if header.type == "brushlabels" else "outside it or thinner than a pixel"
+        raise region_error(i, result, f"covers no pixel of the {w}x{h} image ({why}); delete it")
+    return coverage
 
 
 def _brush_alpha(index: int, result: Mapping, value: Mapping, height: int, width: int) -> np.ndarray:
@@ -246,21 +248,31 @@ def rectangle_corners(x: float, y: float, width: float, height: float, rotation:
 def fill_polygon(points: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W) bool: pixels whose centre is inside the polygon `points` (N, 2) x, y in pixels.
 
-    Non-zero winding, top-left tie rule (see the module docstring). Scanline on pixel-centre rows:
-    each edge crossing a row adds its direction at the first column whose centre is at or right
-    of the crossing, and a running sum along the row is the winding number at each centre.
+    Non-zero winding, top-left tie rule (see the module docstring).
     """
+    coverage = polygon_coverage(points, height, width)
     mask = np.zeros((height, width), dtype=bool)
-    points = np.ascontiguousarray(points, dtype=np.float64)
-    if len(points) >= 3:
-        _scanline_fill(points, mask)
+    mask[coverage.rows] = coverage.values.view(bool)
     return mask
 
 
+def polygon_coverage(points: np.ndarray, height: int, width: int) -> Coverage:
+    """`fill_polygon`'s mask as a Coverage of the rows the polygon spans."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    if len(points) < 3:
+        return Coverage(np.zeros((0, width), np.uint8), 1)
+    top, band = _scanline_band(points, height, width)
+    return Coverage(band, 1, top)
+
+
 @numba.njit(cache=True, nogil=True)
-def _scanline_fill(points: np.ndarray, mask: np.ndarray) -> None:
-    """Fill `mask` (H, W) in place; one compiled pass over edges, then over the touched rows."""
-    height, width = mask.shape
+def _scanline_band(points: np.ndarray, height: int, width: int) -> tuple[int, np.ndarray]:
+    """(top, band): rows top .. top + R - 1 of the polygon's (H, W) mask, band (R, W) uint8 0/1.
+
+    Scanline on pixel-centre rows: each edge crossing a row adds its direction at the first
+    column whose centre is at or right of the crossing, and a running sum along the row is the
+    winding number at each centre. One compiled pass over the edges, then over the rows spanned.
+    """
     count = points.shape[0]
     top, bottom = height, 0
     for k in range(count):  # rows whose centre r + 0.5 lies in [min y, max y): horizontal edges cross none
@@ -270,7 +282,7 @@ def _scanline_fill(points: np.ndarray, mask: np.ndarray) -> None:
         if stop > first:
             top, bottom = min(top, first), max(bottom, stop)
     if bottom <= top:
-        return
+        return 0, np.zeros((0, width), np.uint8)
     steps = np.zeros((bottom - top, width + 1), np.int32)
     for k in range(count):
         x0, y0 = points[k, 0], points[k, 1]
@@ -282,11 +294,13 @@ def _scanline_fill(points: np.ndarray, mask: np.ndarray) -> None:
             t = (row + 0.5 - y0) / (y1 - y0)
             column = min(max(math.ceil(x0 + t * (x1 - x0) - 0.5), 0), width)
             steps[row - top, column] += direction
+    band = np.empty((bottom - top, width), np.uint8)
     for row in range(bottom - top):
         winding = 0
         for column in range(width):
             winding += steps[row, column]
-            mask[top + row, column] = winding != 0
+            band[row, column] = winding != 0
+    return top, band
 
 
 def fill_ellipse(

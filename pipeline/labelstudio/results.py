@@ -166,8 +166,10 @@ def annotation_to_label_map(
         if label_map is None:
             label_map = np.full(size, unlabeled_value, dtype=np.uint8)
             painted, overlap = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
-        _paint(label_map.ravel(), painted.ravel(), overlap.ravel(), coverage.values.ravel(), coverage.threshold, ids[header.label])
-    return LabelMapResult(label_map, len(regions), int(overlap.sum()), tuple(ignored))
+        rows = coverage.rows
+        _paint(label_map[rows].ravel(), painted[rows].ravel(), overlap[rows].ravel(), coverage.values.ravel(),
+               coverage.threshold, ids[header.label])
+    return LabelMapResult(label_map, len(regions), np.count_nonzero(overlap), tuple(ignored))
 
 
 @numba.njit(cache=True, nogil=True)

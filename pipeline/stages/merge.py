@@ -23,6 +23,7 @@ from pathlib import Path
 
 import ijson
 import numpy as np
+import orjson
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file
@@ -39,9 +40,9 @@ METHODS = ("vote", "staple", "majority")
 
 def iter_tasks(annotations_dir: Path) -> Iterator[dict]:
     """Tasks with at least one valid annotation, streamed from validate's index (sorted by task id)."""
-    with open(annotations_dir / "index.jsonl") as handle:
+    with open(annotations_dir / "index.jsonl", "rb") as handle:
         for line in handle:
-            yield json.loads(line)
+            yield orjson.loads(line)
 
 
 def load_maps(annotations_dir: Path, task: dict) -> dict[str, np.ndarray]:
@@ -69,7 +70,7 @@ def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, mo
     stored = task.get("cooccurrence", {})
     if method != "staple" and len(task["maps"]) > 1 and "pixels" in stored:
         tuples = LabelTuples.from_dict(stored, num_classes)
-        pixels = read_index_map(annotations_dir / stored["pixels"]).ravel()
+        pixels = read_index_map(annotations_dir / stored["pixels"], shape, len(tuples.counts)).ravel()
     else:
         maps = load_maps(annotations_dir, task)
         tuples, pixels = pixel_keys(maps, num_classes)
@@ -90,7 +91,7 @@ def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, mo
         "single": len(tuples.annotators) == 1,
         "mean_pairwise_iou": _round(overall),
         "per_class_iou": [_round(v) for v in per_class],
-        "undecided_fraction": round(float((consensus == 255).mean()), 5),
+        "undecided_fraction": round(np.count_nonzero(consensus == 255) / consensus.size, 5),
     }
     return entry, confusions
 
@@ -154,8 +155,8 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
                        models=models, num_classes=num_classes)
         report.write('{"tasks": {')
         for task, (entry, confusions) in ordered_map(work, iter_tasks(annotations_dir), workers):
-            report.write(("\n" if tally.tasks == 0 else ",\n") + json.dumps(str(entry["task_id"])) + ": "
-                         + json.dumps(entry, sort_keys=True))
+            report.write(f'{"" if tally.tasks == 0 else ","}\n"{entry["task_id"]}": '
+                         + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
             tally.add(task, entry, confusions, params.min_agreement)
             bar.update()
         rest = agreement_summary(tally, base.names, params, project_id, models)

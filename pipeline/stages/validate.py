@@ -200,13 +200,13 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
         check = partial(validate_task, images_dir=images_dir, out_dir=staging, rules=rules)
         with open(raw_dir / "tasks.jsonl") as lines, tqdm(desc="validate", unit="task") as bar:
             for _, (entry, index_entry) in ordered_map(check, lines, workers):
-                report.write(("" if counts["tasks"] == 0 else ",\n") + json.dumps(entry, sort_keys=True))
+                report.write(("" if counts["tasks"] == 0 else ",\n") + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
                 counts[f"tasks_{entry['fate']}"] += 1
                 counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
                 counts["annotations"] += len(entry["annotations"])
                 counts["tasks"] += 1
                 if index_entry is not None:
-                    index.write(json.dumps(index_entry, sort_keys=True) + "\n")
+                    index.write(orjson.dumps(index_entry, option=orjson.OPT_SORT_KEYS).decode() + "\n")
                 bar.update()
         summary = {
             "counts": dict(sorted(counts.items())),

@@ -15,6 +15,7 @@ code C inside this module.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,10 @@ import zstandard
 from pipeline.errors import PipelineError
 
 IGNORE_INDEX = 255
-COMBINATIONS = "_combinations.npy.zst"  # per task: each pixel's row in its co-occurrence table
-# Key spaces up to this size are counted with bincount (fast); larger ones fall back to unique.
+COMBINATIONS = "_combinations.zst"  # per task: each pixel's row in its co-occurrence table
+# Key spaces up to this size are counted in a dense table (fast); larger ones fall back to np.unique.
 MAX_DENSE_KEYS = 1 << 22
-# One (de)compression context per process: making one costs more than a map's worth of work.
-_ZSTD, _UNZSTD = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
+_ZSTD_CONTEXTS = threading.local()
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,13 @@ def paint(consensus: np.ndarray, tuple_index: np.ndarray, shape: Sequence[int]) 
     return labels[tuple_index].reshape(shape)
 
 
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    """This thread's zstd contexts: they are not thread-safe, and making one costs more than a map's worth of work."""
+    if not hasattr(_ZSTD_CONTEXTS, "pair"):
+        _ZSTD_CONTEXTS.pair = (zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor())
+    return _ZSTD_CONTEXTS.pair
+
+
 def write_index_map(path: Path, rows: np.ndarray) -> None:
     """Save (H, W) tuple indices, typed as `pixel_keys` types them, zstd-compressed.
 
@@ -134,14 +141,14 @@ def write_index_map(path: Path, rows: np.ndarray) -> None:
     times faster than deflate, in fewer bytes. The file holds the bare array: its shape and
     type follow from the task's size and tuple count (see `read_index_map`).
     """
-    path.write_bytes(_ZSTD.compress(np.ascontiguousarray(rows).data))
+    path.write_bytes(_zstd()[0].compress(np.ascontiguousarray(rows).data))
 
 
 def read_index_map(path: Path, shape: Sequence[int], num_tuples: int) -> np.ndarray:
     """The (H, W) tuple indices written by `write_index_map` for an image with `num_tuples` tuples."""
     dtype = np.dtype(_row_dtype(num_tuples))
     try:
-        raw = _UNZSTD.decompress(path.read_bytes())
+        raw = _zstd()[1].decompress(path.read_bytes())
     except (OSError, zstandard.ZstdError) as error:
         raise PipelineError(f"{path} is not a co-occurrence index map ({error}); run validate again") from None
     if len(raw) != math.prod(shape) * dtype.itemsize:

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline import cooccurrence
 from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys
+from pipeline.errors import PipelineError
 from pipeline.metrics import confusion_matrix
 
 
@@ -57,3 +58,25 @@ def test_round_trips_through_json() -> None:
 def test_mismatched_maps_are_refused() -> None:
     with pytest.raises(Exception, match="one shape"):
         pixel_keys({"a": np.zeros((2, 2), np.uint8), "b": np.zeros((3, 2), np.uint8)}, 2)
+
+
+@pytest.mark.parametrize("annotators, num_classes", [(3, 4), (5, 9)])  # few tuples (uint8 rows) and many (uint16)
+def test_index_map_round_trips_and_paints_like_the_pixels(tmp_path, annotators: int, num_classes: int) -> None:
+    maps = random_maps(11, annotators, num_classes, shape=(40, 60))
+    tuples, pixels = pixel_keys(maps, num_classes)
+    assert pixels.dtype == (np.uint8 if len(tuples.counts) <= 256 else np.uint16)
+    cooccurrence.write_index_map(tmp_path / "rows.zst", pixels.reshape(40, 60))
+    back = cooccurrence.read_index_map(tmp_path / "rows.zst", (40, 60), len(tuples.counts))
+    np.testing.assert_array_equal(back.ravel(), pixels)
+    labels = np.arange(len(tuples.counts)) % num_classes
+    np.testing.assert_array_equal(paint(labels, back, (40, 60)), paint(labels, pixels.astype(np.int64), (40, 60)))
+
+
+def test_a_damaged_index_map_is_refused(tmp_path) -> None:
+    path = tmp_path / "rows.zst"
+    path.write_bytes(b"not zstd")
+    with pytest.raises(PipelineError, match="run validate again"):
+        cooccurrence.read_index_map(path, (4, 4), 3)
+    cooccurrence.write_index_map(path, np.zeros((4, 4), np.uint8))
+    with pytest.raises(PipelineError, match="not a"):
+        cooccurrence.read_index_map(path, (5, 4), 3)

@@ -1,7 +1,7 @@
 """Memory at size: pull (from an export file), validate and merge on 5,000 and 50,000 small tasks.
 
 Each run is a fresh set of processes; the figure is the peak RSS of the largest one. Streaming
-(ijson, chunked workers) should keep it flat as the export grows tenfold.
+(ijson, a bounded window of work in flight) should keep it flat as the export grows tenfold.
 
     .venv/bin/python bench/size.py [--counts 5000,50000] [--size 48x64]
 """

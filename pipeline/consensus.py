@@ -36,6 +36,7 @@ from pipeline.metrics import iou_per_class
 
 IGNORE_INDEX = 255
 TIE_TOL = 1e-4  # nats; scores closer than this are tied
+BLOCK_ROWS = 1 << 16  # label combinations per step of an estimation pass: bounds its temporaries
 
 Maps = Union[Sequence[np.ndarray], Mapping[str, np.ndarray]]
 Tasks = Union[Callable[[], Iterable[Mapping[str, np.ndarray]]], Sequence[Mapping[str, np.ndarray]]]
@@ -217,8 +218,8 @@ def estimate_annotator_models(
     if not 1 <= num_classes < IGNORE_INDEX or iterations < 0 or smoothing < 0:
         raise ConsensusError(f"need 1 <= num_classes <= 254, iterations >= 0, smoothing >= 0; got "
                              f"{num_classes}, {iterations}, {smoothing}")
-    tables = [t if isinstance(t, LabelTuples) else label_tuples(dict(t), num_classes)
-              for t in (tasks() if callable(tasks) else tasks)]
+    tables = (t if isinstance(t, LabelTuples) else label_tuples(dict(t), num_classes)
+              for t in (tasks() if callable(tasks) else tasks))
     project = _Project.of([t for t in tables if len(t.annotators) >= 2], num_classes)
     models = None
     for done in range(iterations + 1):
@@ -265,18 +266,21 @@ def _count_pass(project: _Project, num_classes: int, models, smoothing, passes) 
     """Consensus of every combination under ``models``, then each annotator's counts against it."""
     c, n = num_classes, len(project.annotators)
     evidence = np.stack([_evidence(models, a, c) for a in project.annotators] + [np.zeros((c + 1, c))])
-    scores = np.zeros((len(project.counts), c))
-    for column in range(project.codes.shape[1]):  # the order of vote_tuples: identical sums, identical votes
-        scores += evidence[project.who[:, column], project.codes[:, column]]
-    consensus = _decide(scores, project.codes, models, TIE_TOL).astype(np.int64)
-    decided = consensus < c
-    class_counts = np.bincount(consensus[decided], weights=project.counts[decided], minlength=c)
-    confusion = np.zeros(n * c * c)
-    for column in range(project.codes.shape[1]):
-        given, who = project.codes[:, column].astype(np.int64), project.who[:, column].astype(np.int64)
-        keep = decided & (given < c) & (who < n)
-        cells = (who[keep] * c + consensus[keep]) * c + given[keep]
-        confusion += np.bincount(cells, weights=project.counts[keep], minlength=n * c * c)
+    class_counts, confusion = np.zeros(c), np.zeros(n * c * c)
+    for start in range(0, len(project.counts), BLOCK_ROWS):
+        block = slice(start, start + BLOCK_ROWS)
+        codes, who, counts = project.codes[block], project.who[block].astype(np.int64), project.counts[block]
+        scores = np.zeros((len(counts), c))
+        for column in range(codes.shape[1]):  # the order of vote_tuples: identical sums, identical votes
+            scores += evidence[who[:, column], codes[:, column]]
+        consensus = _decide(scores, codes, models, TIE_TOL).astype(np.int64)
+        decided = consensus < c
+        class_counts += np.bincount(consensus[decided], weights=counts[decided], minlength=c)
+        for column in range(codes.shape[1]):
+            given = codes[:, column].astype(np.int64)
+            keep = decided & (given < c) & (who[:, column] < n)
+            cells = (who[keep, column] * c + consensus[keep]) * c + given[keep]
+            confusion += np.bincount(cells, weights=counts[keep], minlength=n * c * c)
     confusion = confusion.astype(np.int64).reshape(n, c, c)
     return AnnotatorModels(num_classes, {a: confusion[i] for i, a in enumerate(project.annotators)},
                            class_counts.astype(np.int64), smoothing, passes)

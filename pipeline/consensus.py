@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
-from pipeline.cooccurrence import LabelTuples, confusion_against, label_tuples, paint, pixel_keys
+from pipeline.cooccurrence import LabelTuples, label_tuples, paint, pixel_keys
 from pipeline.errors import PipelineError
 from pipeline.metrics import iou_per_class
 

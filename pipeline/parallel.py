@@ -29,7 +29,7 @@ def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], worke
 
     Items go out in batches, and at most `batches_per_worker * workers` batches are in flight:
     memory stays flat on a huge input, and, unlike mapping chunk after chunk, no worker waits
-    at a chunk boundary for the slowest one. One worker runs in this process.
+    at a chunk boundary for the slowest one. With one worker, everything runs in this process.
     """
     if workers <= 1:
         for item in items:

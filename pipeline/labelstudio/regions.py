@@ -183,13 +183,15 @@ def region_coverage(result: Mapping, header: RegionHeader) -> Coverage:
         if rw <= 0 or rh <= 0:
             raise region_error(i, result, f"rectangle size {rw:g}% x {rh:g}% is not positive")
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
-        coverage = polygon_coverage(rectangle_corners(x * w / 100, y * h / 100, rw * w / 100, rh * h / 100, angle), h, w)
+        corners = rectangle_corners(x * w / 100, y * h / 100, rw * w / 100, rh * h / 100, angle)
+        coverage = polygon_coverage(corners, h, w)
     else:
         cx, cy, rx, ry = (_value_number(i, result, value, k) for k in ("x", "y", "radiusX", "radiusY"))
         if rx <= 0 or ry <= 0:
             raise region_error(i, result, f"ellipse radii {rx:g}% x {ry:g}% are not positive")
         angle = _number(i, result, value.get("rotation", 0), "value.rotation")
-        coverage = Coverage(fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w).view(np.uint8), 1)
+        mask = fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w)
+        coverage = Coverage(mask.view(np.uint8), 1)
     if coverage.values.max(initial=0) < coverage.threshold:
         why = "no pixel has alpha >= 128" if header.type == "brushlabels" else "outside it or thinner than a pixel"
         raise region_error(i, result, f"covers no pixel of the {w}x{h} image ({why}); delete it")

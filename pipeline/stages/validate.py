@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-
-import orjson
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -33,6 +32,7 @@ from pipeline.labelstudio.results import annotation_to_label_map, label_tags
 from pipeline.masks import IGNORE_INDEX, write_label_map
 from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -200,7 +200,8 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
         check = partial(validate_task, images_dir=images_dir, out_dir=staging, rules=rules)
         with open(raw_dir / "tasks.jsonl") as lines, tqdm(desc="validate", unit="task") as bar:
             for _, (entry, index_entry) in ordered_map(check, lines, workers):
-                report.write(("" if counts["tasks"] == 0 else ",\n") + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
+                separator = "" if counts["tasks"] == 0 else ",\n"
+                report.write(separator + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
                 counts[f"tasks_{entry['fate']}"] += 1
                 counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
                 counts["annotations"] += len(entry["annotations"])

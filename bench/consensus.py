@@ -1,19 +1,27 @@
-"""Consensus of a simulated five-annotator crowd on CamVid, scored against the ground truth.
+"""Consensus methods on a matrix of simulated crowds, scored against the ground truth.
 
-    .venv/bin/python bench/consensus.py [--limit N] [--staple-limit N] [--crowdkit-limit N]
+    .venv/bin/python bench/consensus.py [--seeds 0 1234] [--images 12] [--sizes 2 3 5]
+        [--data camvid thin] [--staple-images 2] [--json out.json]
 
-Loads the CamVid train+val label maps (11 classes; id 11 = void -> 255),
-simulates five annotators per image (good, dilated, misser, confuser,
-spammer; seeded per image), then merges them with majority_vote,
-weighted_vote (models estimated over all loaded images first, timed
-separately), SimpleITK MultiLabelSTAPLE and, when crowd-kit is importable,
-its binary SegmentationEM run one class against the rest.
+Cells: (data set, crowd size, featured error profile) x seed; crowds as in bench/crowd_matrix.py.
+Data: CamVid label maps (11 classes, from ../shared/datasets/camvid; skipped if absent) and
+generated 480x360 vessel maps (3 classes, every object a few px wide). For every cell:
 
-Scores: mIoU over the 11 classes on all images of a method, where an
-undecided (255) consensus pixel counts as a miss of its true class; void
-truth pixels are ignored. Times: milliseconds per 480x360 image for the
-consensus call alone, single-threaded (OpenCV and SimpleITK pinned to one
-thread), median and mean.
+    best single   the best annotator of the crowd, scored like a consensus
+    argmax        plain per-pixel majority, ties to the lowest class id (what most tools do)
+    majority      the project's merge.method majority (ties undecided, 255)
+    vote          merge.method vote: Dawid-Skene by classification EM, models over the cell's images
+    ds            merge.method dawid_skene (the default): soft EM, one confusion per annotator,
+                  models over the cell's images, undecided: resolve
+    ds banded     the same with merge.edge_bands [2, 4]: confusion per band 0-1 / 2-3 / 4+ px of
+                  distance from each annotator's own edges
+    staple        SimpleITK MultiLabelSTAPLE, on the first --staple-images images only
+
+mIoU over the classes present, every undecided (255) pixel a miss; void truth ignored.
+Times per 480x360 image, merge call only, single-threaded (OpenCV one thread, numba and numpy
+single-threaded): wall ms (median) and CPU ms (thread time, robust to other load on the
+machine); the project-wide estimation is reported apart, per image. Floors checked for the
+default (ds) in every cell with >= 3 annotators: >= argmax + 0.01 mIoU and >= best single.
 """
 
 from __future__ import annotations
@@ -29,156 +37,150 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.consensus import estimate_annotator_models, majority_vote, quality_report, staple, weighted_vote  # noqa: E402
+from bench.crowd_matrix import PROFILES, camvid, draw_crowd, simulate_cell, thin  # noqa: E402
+from pipeline.dawid_skene import dawid_skene_vote, estimate_models  # noqa: E402
+from pipeline.consensus import estimate_annotator_models, majority_vote, staple, weighted_vote  # noqa: E402
 from pipeline.crowd import class_pairs, simulate_annotator  # noqa: E402
 from pipeline.metrics import confusion_matrix  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
+# The fixed five-annotator crowd of bench/camvid.py (training on crowd labels).
 CROWD = ("good", "dilated", "misser", "confuser", "spammer")
-CONFUSED = [("Road", "Pavement"), ("Pedestrian", "Bicyclist"), ("Pole", "SignSymbol"), ("Fence", "Building")]
-BACKGROUND = ("Sky", "Building", "Road", "Pavement", "Tree")
-TARGET_MIOU, TARGET_MS = 0.95, 20.0
-
-
-def load_truths(root: Path, limit: int | None) -> tuple[list[str], list[np.ndarray]]:
-    meta = json.loads((root / "classes.json").read_text())
-    void = int(meta["ignore_index"])
-    names = [c["name"] for c in meta["classes"] if c["id"] != void]
-    files = [p for split in ("trainannot", "valannot") for p in sorted((root / split).glob("*.png"))]
-    truths = []
-    for path in files[:limit]:
-        label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        label[label == void] = 255
-        truths.append(label)
-    return names, truths
+MARGIN, TARGET_MS = 0.01, 20.0
 
 
 def simulate_crowd(truths, names, seed: int, jitter: float) -> list[dict[str, np.ndarray]]:
-    pairs = class_pairs(CONFUSED, names)
-    background = [names.index(n) for n in BACKGROUND]
-    tasks = []
-    for i, truth in enumerate(truths):
-        rng = np.random.default_rng([seed, i])
-        tasks.append({p: simulate_annotator(truth, p, rng, len(names), pairs=pairs,
-                                            background=background, jitter=jitter) for p in CROWD})
-    return tasks
+    """bench/camvid.py's crowd: CROWD on every image, seeded per image."""
+    from bench.crowd_matrix import CAMVID_BACKGROUND, CAMVID_PAIRS
+
+    pairs, background = class_pairs(CAMVID_PAIRS, names), [names.index(n) for n in CAMVID_BACKGROUND]
+    return [{p: simulate_annotator(t, p, np.random.default_rng([seed, i]), len(names), pairs=pairs,
+                                   background=background, jitter=jitter) for p in CROWD}
+            for i, t in enumerate(truths)]
 
 
-def score(truths, merge, tasks, num_classes: int) -> dict:
-    """Run ``merge`` on each task; mIoU with undecided as a miss, undecided share, timings."""
-    cm = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
-    times = []
+def argmax_majority(task: dict[str, np.ndarray], num_classes: int) -> np.ndarray:
+    """Plain per-pixel vote, ties to the lowest class id; 255 where nobody labelled."""
+    votes = np.zeros((num_classes, *next(iter(task.values())).shape), np.uint8)
+    for label_map in task.values():
+        for k in range(num_classes):
+            votes[k] += label_map == k
+    out = np.argmax(votes, axis=0).astype(np.uint8)
+    out[votes.max(axis=0) == 0] = 255
+    return out
+
+
+def score(truths, tasks, merge, num_classes: int) -> dict:
+    """mIoU (undecided a miss), undecided share, wall and CPU ms per image of ``merge``."""
+    cm = np.zeros((num_classes + 1, num_classes + 1), np.int64)
+    wall, cpu = [], []
     for truth, task in zip(truths, tasks):
-        start = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.thread_time()
         merged = merge(task)
-        times.append(time.perf_counter() - start)
-        cm += confusion_matrix(truth, np.where(merged == 255, num_classes, merged), num_classes + 1)
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - w0)
+        cm += confusion_matrix(truth, np.where(merged >= num_classes, num_classes, merged), num_classes + 1)
     tp = np.diag(cm)[:num_classes]
     union = cm[:num_classes].sum(axis=1) + cm[:, :num_classes].sum(axis=0) - tp
-    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-    return {
-        "images": len(times),
-        "miou": float(np.nanmean(iou)),
-        "iou": iou,
-        "undecided": float(cm[:num_classes, num_classes].sum() / max(cm[:num_classes].sum(), 1)),
-        "ms_median": 1000 * float(np.median(times)),
-        "ms_mean": 1000 * float(np.mean(times)),
-    }
+    return {"images": len(wall), "miou": float(np.mean(tp[union > 0] / union[union > 0])),
+            "undecided": float(cm[:num_classes, num_classes].sum() / max(cm[:num_classes].sum(), 1)),
+            "ms": 1000 * float(np.median(wall)), "cpu_ms": 1000 * float(np.median(cpu))}
 
 
-def crowdkit_merge(num_classes: int):
-    """One-vs-rest SegmentationEM: a pixel takes the one class whose binary EM says yes, else 255.
-
-    crowd-kit has no "unlabeled": a 255 pixel is "not this class" in every binary task.
-    """
-    try:
-        import pandas as pd
-        from crowdkit.aggregation import SegmentationEM
-    except ImportError:
-        return None
-
-    def merge(task: dict[str, np.ndarray]) -> np.ndarray:
-        rows = [(k, a, m == k) for k in range(num_classes) for a, m in sorted(task.items())]
-        frame = pd.DataFrame(rows, columns=["task", "worker", "segmentation"])
-        masks = SegmentationEM().fit_predict(frame)
-        stack = np.stack([np.asarray(masks.get(k, np.zeros_like(task[next(iter(task))], bool)), bool)
-                          for k in range(num_classes)])
-        out = np.argmax(stack, axis=0).astype(np.uint8)
-        out[stack.sum(axis=0) != 1] = 255
-        return out
-
-    return merge
+def timed(estimate):
+    w0, c0 = time.perf_counter(), time.thread_time()
+    models = estimate()
+    return models, {"wall_s": time.perf_counter() - w0, "cpu_s": time.thread_time() - c0}
 
 
-def print_table(rows: dict[str, dict], names: list[str]) -> None:
-    print(f"\n{'method':<36}{'images':>7}{'mIoU':>8}{'undecided':>11}{'ms median':>11}{'ms mean':>9}")
-    for method, r in rows.items():
-        ms = f"{r['ms_median']:>11.1f}{r['ms_mean']:>9.1f}" if r["ms_median"] is not None else f"{'-':>11}{'-':>9}"
-        print(f"{method:<36}{r['images']:>7}{r['miou']:>8.4f}{100 * r['undecided']:>10.2f}%{ms}")
-    print("\nper-class IoU (" + ", ".join(names) + ")")
-    for method, r in rows.items():
-        print(f"{method:<36}" + " ".join(f"{v:.3f}" for v in r["iou"]))
+def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> dict:
+    crowd = draw_crowd(seed, data.name, size, featured)
+    cell = 1000 * size + PROFILES.index(featured)
+    tasks, truths, c = simulate_cell(data, crowd, seed, cell), data.truths, len(data.classes)
+    singles = {p.name: score(truths, tasks, lambda t, a=p.name: t[a], c)["miou"] for p in crowd}
+    rows = {"argmax": score(truths, tasks, lambda t: argmax_majority(t, c), c),
+            "majority": score(truths, tasks, lambda t: majority_vote(t, c), c)}
+    vote_models, vote_fit = timed(lambda: estimate_annotator_models(tasks, c, iterations=5))
+    rows["vote"] = {**score(truths, tasks, lambda t: weighted_vote(t, vote_models), c), "fit": vote_fit}
+    for key, bands in (("ds", ()), ("ds_banded", (2, 4))):
+        models, fit = timed(lambda: estimate_models(tasks, c, bands, iterations=10))
+        rows[key] = {**score(truths, tasks, lambda t: dawid_skene_vote(t, models)[0], c), "fit": fit}
+    if staple_images:
+        rows["staple"] = score(truths[:staple_images], tasks[:staple_images], lambda t: staple(t, c), c)
+    best = max(singles.values())
+    floor = max(rows["argmax"]["miou"] + MARGIN, best)
+    return {"data": data.name, "size": size, "featured": featured, "seed": seed,
+            "crowd": {p.name: p.options for p in crowd}, "singles": singles, "best_single": best,
+            "methods": rows, "floor": floor, "wins": size < 3 or rows["ds"]["miou"] >= floor}
+
+
+def print_cell(r: dict) -> None:
+    m = r["methods"]
+    staple_text = f" {m['staple']['miou']:.3f}" if "staple" in m else "     -"
+    flag = "" if r["size"] < 3 else ("  ok" if r["wins"] else "  BELOW")
+    print(f"| {r['data']:<6} | {r['seed']:>5} | {r['size']} | {r['featured']:<7} | {r['best_single']:.3f} | "
+          f"{m['argmax']['miou']:.3f} | {m['majority']['miou']:.3f} ({100 * m['majority']['undecided']:.1f}%) | "
+          f"{m['vote']['miou']:.3f} | {m['ds_banded']['miou']:.3f} | {staple_text} | **{m['ds']['miou']:.3f}** | "
+          f"{m['ds']['miou'] - m['argmax']['miou']:+.3f} | {m['ds']['miou'] - r['best_single']:+.3f} | "
+          f"{m['ds']['ms']:.1f} / {m['ds']['cpu_ms']:.1f} | {m['ds_banded']['cpu_ms']:.1f} |{flag}", flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CamVid folder (classes.json, *annot/)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images (train, then val)")
-    parser.add_argument("--staple-limit", type=int, default=None, help="run STAPLE on the first N images only")
-    parser.add_argument("--crowdkit-limit", type=int, default=20, help="crowd-kit on the first N images only")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jitter", type=float, default=0.5, help="boundary jitter of the crowd, px (std)")
+    parser.add_argument("--camvid", type=Path, default=DEFAULT_DATA, help="CamVid folder (classes.json, *annot/)")
+    parser.add_argument("--data", nargs="+", default=["camvid", "thin"], choices=["camvid", "thin"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--images", type=int, default=12, help="images per data set (every cell uses them all)")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[2, 3, 5])
+    parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
+    parser.add_argument("--staple-images", type=int, default=2, help="STAPLE (about 0.3-1 s an image) on N images")
+    parser.add_argument("--json", type=Path, default=None, help="write every cell's figures here")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not (args.data / "classes.json").is_file():
-        print(f"skipped: no CamVid dataset at {args.data} (expected classes.json, trainannot/, valannot/)")
-        return 0
     cv2.setNumThreads(1)
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    names, truths = load_truths(args.data, args.limit)
-    c = len(names)
-    start = time.perf_counter()
-    tasks = simulate_crowd(truths, names, args.seed, args.jitter)
-    print(f"{len(truths)} images, crowd {', '.join(CROWD)} (jitter {args.jitter} px, seed {args.seed}) "
-          f"simulated in {time.perf_counter() - start:.1f} s")
-
-    start = time.perf_counter()
-    models = estimate_annotator_models(tasks, c)
-    elapsed = time.perf_counter() - start
-    print(f"weighted_vote models: {models.passes} passes over {len(tasks)} images, converged={models.converged}, "
-          f"{elapsed:.1f} s ({1000 * elapsed / len(tasks):.1f} ms per image, "
-          f"{1000 * elapsed / (len(tasks) * models.passes):.1f} ms per image and pass)")
-
-    rows = {f"single annotator: {p}": {**score(truths, lambda t, p=p: t[p], tasks, c), "ms_median": None}
-            for p in CROWD}
-    rows["majority_vote"] = score(truths, lambda t: majority_vote(t, c), tasks, c)
-    rows["weighted_vote (vote)"] = score(truths, lambda t: weighted_vote(t, models), tasks, c)
-    n = args.staple_limit or len(tasks)
-    rows["staple (MultiLabelSTAPLE)"] = score(truths[:n], lambda t: staple(t, c), tasks[:n], c)
-    merge = crowdkit_merge(c)
-    if merge is None:
-        print("crowd-kit not importable: its row is skipped (pip install crowd-kit to add it)")
-    else:
-        n = args.crowdkit_limit
-        rows["crowd-kit SegmentationEM 1-vs-rest"] = score(truths[:n], merge, tasks[:n], c)
-    print_table(rows, names)
-
-    print("\nannotators against the project consensus (from the models):")
-    for a, q in quality_report(models, names, top_k=1).items():
-        top = q["top_confusions"][0] if q["top_confusions"] else None
-        worst = f"{top['consensus']}->{top['labelled']} {100 * top['share']:.0f}%" if top else "-"
-        print(f"  {a:<10} mIoU {q['mean_iou']:.3f}  accuracy {q['pixel_accuracy']:.3f}  top confusion {worst}")
-
-    vote = rows["weighted_vote (vote)"]
-    ok = vote["miou"] >= TARGET_MIOU and vote["ms_median"] <= TARGET_MS
-    print(f"\ntarget: vote >= {TARGET_MIOU} mIoU at <= {TARGET_MS:.0f} ms/image: "
-          f"{vote['miou']:.4f} mIoU, {vote['ms_median']:.1f} ms median -> {'MET' if ok else 'NOT MET'}")
+    results = []
+    print("| data | seed | n | featured | best single | argmax | majority (undecided) | vote | ds banded | staple "
+          "| **ds** | ds - argmax | ds - best | ds ms wall / CPU | banded CPU ms | floors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for seed in args.seeds:
+        for name in args.data:
+            data = camvid(args.camvid, args.images, seed) if name == "camvid" else thin(args.images, seed)
+            if data is None:
+                print(f"skipped camvid: no dataset at {args.camvid} (expected classes.json, trainannot/, valannot/)")
+                continue
+            for size in args.sizes:
+                for featured in args.profiles:
+                    results.append(run_cell(data, size, featured, seed, args.staple_images))
+                    print_cell(results[-1])
+    summarize(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, sort_keys=True))
     return 0
+
+
+def summarize(results: list[dict]) -> None:
+    judged = [r for r in results if r["size"] >= 3]
+    wins = sum(r["wins"] for r in judged)
+    ms = max((r["methods"]["ds"]["ms"] for r in results), default=0.0)
+    cpu = max((r["methods"]["ds"]["cpu_ms"] for r in results), default=0.0)
+    for key in ("vote", "ds", "ds_banded"):
+        margins = [r["methods"][key]["miou"] - r["methods"]["argmax"]["miou"] for r in judged]
+        floors = sum(r["methods"][key]["miou"] >= r["floor"] for r in judged)
+        if margins:
+            print(f"{key}: mean margin over argmax {np.mean(margins):+.4f}, worst {min(margins):+.4f}, "
+                  f"both floors in {floors} of {len(judged)} cells with >= 3 annotators")
+    print(f"\nds (default) at or above both floors in {wins} of {len(judged)} cells with >= 3 annotators; "
+          f"slowest cell median {ms:.1f} ms wall, {cpu:.1f} ms CPU per image (target {TARGET_MS:.0f} ms)")
+    for r in judged:
+        if not r["wins"]:
+            print(f"  below: {r['data']} seed {r['seed']} n={r['size']} {r['featured']}: ds "
+                  f"{r['methods']['ds']['miou']:.3f} < floor {r['floor']:.3f}; crowd {r['crowd']}")
 
 
 if __name__ == "__main__":

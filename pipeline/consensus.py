@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 import numpy as np
 
 from pipeline.cooccurrence import LabelTuples, label_tuples, paint, pixel_keys
+from pipeline.decision import decide
 from pipeline.errors import PipelineError
 from pipeline.metrics import iou_per_class
 
@@ -168,16 +169,29 @@ def weighted_vote(maps: Mapping[str, np.ndarray], models: AnnotatorModels, tie_t
     return paint(vote_tuples(tuples, models, tie_tol), pixels, arrays[0].shape)
 
 
-def vote_tuples(tuples: LabelTuples, models: AnnotatorModels | None, tie_tol: float = TIE_TOL) -> np.ndarray:
+def vote_tuples(tuples: LabelTuples, models: AnnotatorModels | None, tie_tol: float = TIE_TOL,
+                undecided: str = "ignore") -> np.ndarray:
     """Consensus label (K,) uint8 of each label combination; None models = plain majority.
 
-    Ties (within ``tie_tol``) and combinations nobody labelled give 255.
+    Combinations nobody labelled give 255; ties (within ``tie_tol``) too, unless ``undecided``
+    is "resolve" (then the lowest tied class id wins; pipeline.decision).
     """
+    scores = vote_scores(tuples, models)
+    if undecided == "ignore":
+        return _decide(scores, tuples.codes, models, tie_tol)
+    labelled = (tuples.codes < tuples.num_classes).any(axis=1)
+    return decide(scores, labelled, undecided, tie_tol)
+
+
+def vote_scores(tuples: LabelTuples, models: AnnotatorModels | None) -> np.ndarray:
+    """(K, C) scores of each combination: votes (None models) or log prior + log likelihood."""
     c = tuples.num_classes
     scores = np.zeros((len(tuples.counts), c))
     for column, annotator in enumerate(tuples.annotators):
         scores += _evidence(models, annotator, c)[tuples.codes[:, column]]
-    return _decide(scores, tuples.codes, models, tie_tol)
+    if models is not None:
+        scores += models.log_prior()[None, :]
+    return scores
 
 
 def _evidence(models: AnnotatorModels | None, annotator: str, num_classes: int) -> np.ndarray:
@@ -187,9 +201,7 @@ def _evidence(models: AnnotatorModels | None, annotator: str, num_classes: int) 
 
 
 def _decide(scores: np.ndarray, codes: np.ndarray, models: AnnotatorModels | None, tie_tol: float) -> np.ndarray:
-    """Best class (K,) uint8 of scores (K, C) plus the prior; 255 for ties and rows of codes (K, A) all unlabelled."""
-    if models is not None:
-        scores += models.log_prior()[None, :]
+    """Best class (K,) uint8 of scores (K, C) (prior included); 255 for ties and rows of codes (K, A) all unlabelled."""
     best = scores.max(axis=1, keepdims=True)
     hits = scores >= best - tie_tol
     labels = np.argmax(hits, axis=1).astype(np.uint8)
@@ -273,6 +285,8 @@ def _count_pass(project: _Project, num_classes: int, models, smoothing, passes) 
         scores = np.zeros((len(counts), c))
         for column in range(codes.shape[1]):  # the order of vote_tuples: identical sums, identical votes
             scores += evidence[who[:, column], codes[:, column]]
+        if models is not None:
+            scores += models.log_prior()[None, :]
         consensus = _decide(scores, codes, models, TIE_TOL).astype(np.int64)
         decided = consensus < c
         class_counts += np.bincount(consensus[decided], weights=counts[decided], minlength=c)

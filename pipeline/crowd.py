@@ -24,6 +24,8 @@ boundary pixels move by one pixel along each axis):
     confuser  each connected component of a class in ``pairs`` is relabelled
               ``pairs[class]`` with probability ``swap_prob``
     spammer   random blobs of random classes, unrelated to the image
+    partial   careful, but leaves smooth random patches covering about ``unlabeled_share``
+              of the image unlabelled (255)
 
 Every output keeps the truth's 255 pixels at 255: annotators do not label
 void. Same inputs and the same seed give the same map.
@@ -39,7 +41,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 IGNORE_INDEX = 255
-PROFILES = ("good", "dilated", "eroded", "sloppy", "misser", "confuser", "spammer")
+PROFILES = ("good", "dilated", "eroded", "sloppy", "misser", "confuser", "spammer", "partial")
 MISS_FILLS = ("surround", "unlabeled")
 
 
@@ -72,6 +74,7 @@ def simulate_annotator(
     swap_prob: float = 0.6,
     radius: int = 3,
     jitter: float = 0.5,
+    unlabeled_share: float = 0.3,
 ) -> np.ndarray:
     """One simulated annotator's label map of an image.
 
@@ -95,6 +98,8 @@ def simulate_annotator(
                        miss_prob, miss_fill, swap_prob, radius)
         amplitude, scale = (4.0 * jitter, 12) if profile == "sloppy" else (jitter, 8)
         out = _jitter(out, rng, amplitude, scale)
+        if profile == "partial":
+            out[_patches(truth.shape, rng, unlabeled_share)] = IGNORE_INDEX
     out[truth == IGNORE_INDEX] = IGNORE_INDEX
     return out
 
@@ -208,3 +213,13 @@ def _spam(shape: tuple[int, int], rng: np.random.Generator, num_classes: int) ->
         return np.zeros(shape, dtype=np.uint8)
     full = cv2.resize(scores, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.argmax(full.reshape(h, w, num_classes), axis=-1).astype(np.uint8)
+
+
+def _patches(shape: tuple[int, int], rng: np.random.Generator, share: float) -> np.ndarray:
+    """(H, W) bool: smooth random patches covering about ``share`` of the image."""
+    if not 0 <= share <= 1:
+        raise CrowdError(f"unlabeled_share must lie in [0, 1], got {share}")
+    h, w = shape
+    field = rng.normal(size=(max(2, h // 40), max(2, w // 40))).astype(np.float32)
+    smooth = cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)
+    return smooth < np.quantile(smooth, share) if share > 0 else np.zeros(shape, bool)

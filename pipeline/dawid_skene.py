@@ -60,8 +60,10 @@ class BandedModels:
         """(B, C, C) counts of one annotator, or of a typical one if unknown."""
         if annotator in self.confusion:
             return np.asarray(self.confusion[annotator], np.float64)
-        if not self.confusion:
-            return np.zeros((self.bands, self.num_classes, self.num_classes))
+        if not self.confusion:  # nothing estimated: a symmetric annotator, right 9 times in 10 (a plain vote)
+            c = self.num_classes
+            row = np.full((c, c), 0.1 / max(c - 1, 1)) + np.eye(c) * (0.9 - 0.1 / max(c - 1, 1))
+            return np.repeat(100.0 * row[None], self.bands, axis=0)
         pooled = sum(np.asarray(cm, np.float64) for cm in self.confusion.values())
         return pooled / len(self.confusion)
 
@@ -145,7 +147,8 @@ Tasks = Callable[[], Iterable] | Iterable
 
 
 def estimate_models(tasks: Tasks, num_classes: int, thresholds: Sequence[int] = (), *,
-                           iterations: int = 10, smoothing: float = 1.0, tol: float = 1e-3) -> BandedModels:
+                           iterations: int = 10, smoothing: float = 1.0, min_annotators: int = 3,
+                           tol: float = 1e-3) -> BandedModels:
     """Every annotator's (banded) confusion, estimated over all their tasks by soft EM.
 
     tasks: iterable (or zero-argument callable returning one) of {annotator: (H, W) uint8} or of
@@ -161,7 +164,9 @@ def estimate_models(tasks: Tasks, num_classes: int, thresholds: Sequence[int] = 
     bands = len(thresholds) + 1
     tables = (t if isinstance(t, LabelTuples) else banded_tuples(dict(t), num_classes, thresholds)[0]
               for t in (tasks() if callable(tasks) else tasks))
-    project = _Project.of([t for t in tables if len(t.annotators) >= 2], num_classes * bands)
+    project = _Project.of([t for t in tables if len(t.annotators) >= max(2, min_annotators)], num_classes * bands)
+    if not len(project.counts):
+        return BandedModels(num_classes, thresholds, {}, np.zeros(num_classes), smoothing)
     models = None
     for done in range(iterations + 1):
         new = _pass(project, num_classes, thresholds, models, smoothing, done + 1)

@@ -66,6 +66,8 @@ def check_params(params: TrainParams) -> None:
         raise TrainingError("train.lr must be > 0 and train.weight_decay, dice_weight, color_jitter >= 0")
     if params.base_size is not None and params.base_size < STRIDE:
         raise TrainingError(f"train.base_size must be null or >= {STRIDE}, got {params.base_size}")
+    if not 0 <= params.min_label_confidence <= 1:
+        raise TrainingError(f"train.min_label_confidence must lie in [0, 1], got {params.min_label_confidence}")
 
 
 def class_weight_tensor(value, samples, num_classes: int) -> torch.Tensor | None:
@@ -87,7 +89,7 @@ def class_weight_tensor(value, samples, num_classes: int) -> torch.Tensor | None
 def _loaders(train_samples, val_samples, params: TrainParams, seed: int, runtime: distributed.Runtime):
     transform = train_transform(params.base_size, params.crop_size, params.scale_range, params.hflip,
                                 params.color_jitter)
-    train_set = TrainDataset(train_samples, transform)
+    train_set = TrainDataset(train_samples, transform, params.min_label_confidence)
     sampler = (DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=seed)
                if runtime.distributed else None)
     pin = runtime.device.type == "cuda"

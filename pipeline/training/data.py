@@ -85,17 +85,46 @@ def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-class TrainDataset(Dataset):
-    """Augmented crops: item -> ((3, crop, crop) float32, (crop, crop) int64)."""
+def confidence_path(label: Path) -> Path:
+    """merge's confidence map of a consensus label map: <labels>/confidence/<task_id>.png."""
+    return label.parent / "confidence" / label.name
 
-    def __init__(self, samples: list[Sample], transform: Callable):
-        self.samples, self.transform = samples, transform
+
+def drop_unconfident(label: np.ndarray, sample: Sample, min_confidence: float) -> np.ndarray:
+    """The label map with pixels whose consensus confidence is below ``min_confidence`` set to 255.
+
+    Confidence maps are uint8, round(255 p): a pixel is kept when its value >= 255 * min_confidence.
+    """
+    if min_confidence <= 0:
+        return label
+    path = confidence_path(sample.label)
+    if not path.is_file():
+        raise TrainingError(f"task {sample.task_id}: no confidence map {path} for train.min_label_confidence="
+                            f"{min_confidence}; run merge again (it writes one per task) or set it to 0")
+    confidence = read_label_map(path)
+    if confidence.shape != label.shape:
+        raise TrainingError(f"task {sample.task_id}: confidence map {path} is {confidence.shape}, label map "
+                            f"{label.shape}; run merge again")
+    out = label.copy()
+    out[confidence < 255 * min_confidence] = IGNORE_INDEX
+    return out
+
+
+class TrainDataset(Dataset):
+    """Augmented crops: item -> ((3, crop, crop) float32, (crop, crop) int64).
+
+    ``min_confidence`` > 0: pixels whose consensus confidence is below it are ignored (255).
+    """
+
+    def __init__(self, samples: list[Sample], transform: Callable, min_confidence: float = 0.0):
+        self.samples, self.transform, self.min_confidence = samples, transform, min_confidence
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = read_pair(self.samples[i])
+        label = drop_unconfident(label, self.samples[i], self.min_confidence)
         image = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
         image, mask = self.transform(image, tv_tensors.Mask(torch.from_numpy(label)))
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()

@@ -43,9 +43,14 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
     summary = merge.run(tmp_path / "annotations", tmp_path / "validation.json", tmp_path / "labels",
                         tmp_path / "agreement.json", BASE, MergeParams(workers=2))
     assert summary["tasks"] == 120 and len(list((tmp_path / "labels").glob("*.png"))) == 120
+    assert len(list((tmp_path / "labels" / "confidence").glob("*.png"))) == 120
     agreement = json.loads((tmp_path / "agreement.json").read_text())
     quality = {a["email"]: a["iou_vs_consensus"] for a in agreement["annotators"].values()}
     assert quality["good@example.com"] > quality["misser@example.com"]
+    offsets = {a["email"]: a["boundary_offset_px"] for a in agreement["annotators"].values()}
+    assert offsets["good@example.com"] < offsets["sloppy@example.com"]  # wobbly edges lie further off
+    entries = agreement["tasks"].values()
+    assert all(0 <= t["against_majority"] <= 1 and 0 < t["mean_confidence"] <= 1 for t in entries)
 
 
 def test_malformed_export_items_get_one_clear_error_each(tmp_path: Path) -> None:

@@ -106,3 +106,14 @@ def test_bad_arguments_are_rejected(truth, kwargs, match):
     kwargs = {"truth": truth, "profile": "misser", "rng": 0, "num_classes": C, **kwargs}
     with pytest.raises(CrowdError, match=match):
         simulate_annotator(**kwargs)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.5])
+def test_partial_leaves_about_the_share_unlabelled_and_the_rest_careful(truth, share):
+    out = simulate_annotator(truth, "partial", 3, C, unlabeled_share=share)
+    labelled_truth = truth != U
+    left = np.mean(out[labelled_truth] == U)
+    assert abs(left - share) < 0.1
+    assert agreement(out, truth) > 0.95
+    with pytest.raises(CrowdError, match="unlabeled_share"):
+        simulate_annotator(truth, "partial", 3, C, unlabeled_share=1.5)

@@ -135,19 +135,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     parser.add_argument("--staple-images", type=int, default=2, help="STAPLE (about 0.3-1 s an image) on N images")
     parser.add_argument("--json", type=Path, default=None, help="write every cell's figures here")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="print the tables of saved runs (--json files) instead of running")
     return parser.parse_args(argv)
+
+
+HEADER = ("| data | seed | n | featured | best single | argmax | majority (undecided) | vote | ds banded | staple "
+          "| **ds** | ds - argmax | ds - best | ds ms wall / CPU | banded CPU ms | floors |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        results = [r for path in args.from_json for r in json.loads(path.read_text())]
+        print(HEADER)
+        for r in results:
+            print_cell(r)
+        summarize(results)
+        return 0
     cv2.setNumThreads(1)
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     results = []
-    print("| data | seed | n | featured | best single | argmax | majority (undecided) | vote | ds banded | staple "
-          "| **ds** | ds - argmax | ds - best | ds ms wall / CPU | banded CPU ms | floors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(HEADER)
     for seed in args.seeds:
         for name in args.data:
             data = camvid(args.camvid, args.images, seed) if name == "camvid" else thin(args.images, seed)
@@ -169,12 +181,18 @@ def summarize(results: list[dict]) -> None:
     wins = sum(r["wins"] for r in judged)
     ms = max((r["methods"]["ds"]["ms"] for r in results), default=0.0)
     cpu = max((r["methods"]["ds"]["cpu_ms"] for r in results), default=0.0)
-    for key in ("vote", "ds", "ds_banded"):
-        margins = [r["methods"][key]["miou"] - r["methods"]["argmax"]["miou"] for r in judged]
-        floors = sum(r["methods"][key]["miou"] >= r["floor"] for r in judged)
-        if margins:
-            print(f"{key}: mean margin over argmax {np.mean(margins):+.4f}, worst {min(margins):+.4f}, "
-                  f"both floors in {floors} of {len(judged)} cells with >= 3 annotators")
+    print("\n| data | seed | n | method | mean mIoU - argmax | worst | mean mIoU - best single | worst "
+          "| >= argmax + 0.01 | >= best single | both floors |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    groups = sorted({(r["data"], r["seed"], r["size"]) for r in results})
+    for data, seed, size in groups:
+        cells = [r for r in results if (r["data"], r["seed"], r["size"]) == (data, seed, size)]
+        for key in ("majority", "vote", "ds_banded", "ds"):
+            over = [r["methods"][key]["miou"] - r["methods"]["argmax"]["miou"] for r in cells]
+            best = [r["methods"][key]["miou"] - r["best_single"] for r in cells]
+            both = sum(o >= MARGIN and b >= 0 for o, b in zip(over, best))
+            print(f"| {data} | {seed} | {size} | {key} | {np.mean(over):+.3f} | {min(over):+.3f} | {np.mean(best):+.3f} "
+                  f"| {min(best):+.3f} | {sum(o >= MARGIN for o in over)}/{len(cells)} | {sum(b >= 0 for b in best)}/{len(cells)} "
+                  f"| {both}/{len(cells)} |")
     print(f"\nds (default) at or above both floors in {wins} of {len(judged)} cells with >= 3 annotators; "
           f"slowest cell median {ms:.1f} ms wall, {cpu:.1f} ms CPU per image (target {TARGET_MS:.0f} ms)")
     for r in judged:

@@ -38,9 +38,11 @@ class BandedModelError(PipelineError):
 class BandedModels:
     """Per annotator: confusion (B, C, C) expected pixel counts (band, consensus class, label given).
 
-    class_counts (C,): expected consensus pixels per class (the prior). ``smoothing`` is added to
-    every count (a Dirichlet prior). An annotator not in ``confusion`` gets the pooled counts of
-    everyone, scaled to one annotator's share.
+    Without bands B = 1. class_counts (C,): expected consensus pixels per class (the prior,
+    smoothed by ``smoothing``). Each (band, class) row gets a Dirichlet prior of total weight
+    ``smoothing * C`` shaped like the annotator's row over all bands. An annotator not in
+    ``confusion`` gets the mean counts of everyone; with nobody estimated, a symmetric model
+    (every annotator alike: a plain vote).
     """
 
     num_classes: int

@@ -36,23 +36,31 @@ def _boundary_pixels(label_map: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def boundary_offsets(label_map: np.ndarray, consensus: np.ndarray, num_classes: int,
-                     max_offset: float = MAX_OFFSET) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per class: (C,) sum of signed offsets, (C,) sum of their absolute values, (C,) pixel counts.
+def boundary_offsets(label_maps: list[np.ndarray], consensus: np.ndarray, num_classes: int,
+                     max_offset: float = MAX_OFFSET) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per label map: (C,) sum of signed offsets, (C,) sum of their absolute values, (C,) pixel counts.
 
-    label_map, consensus: (H, W) uint8, 255 (or any value >= C) = not labelled / undecided.
-    Boundary pixels where the consensus is undecided are skipped.
+    label_maps: annotators' (H, W) uint8 maps; consensus (H, W) uint8; 255 (or any value >= C) =
+    not labelled / undecided. Boundary pixels where the consensus is undecided are skipped. The
+    consensus distances of a class are computed once for all maps, inside the bounding box of
+    that class's boundary pixels padded by ``max_offset`` (exact there for every counted pixel).
     """
-    signed, unsigned, counts = np.zeros(num_classes), np.zeros(num_classes), np.zeros(num_classes, np.int64)
-    edge = _boundary_pixels(label_map, num_classes) & (consensus < num_classes)
-    for k in np.unique(label_map[edge]):
-        mine = edge & (label_map == k)
-        inside = (consensus == k).astype(np.uint8)
+    c = num_classes
+    edges = [_boundary_pixels(m, c) & (consensus < c) for m in label_maps]
+    out = [(np.zeros(c), np.zeros(c), np.zeros(c, np.int64)) for _ in label_maps]
+    pad = int(np.ceil(max_offset)) + 1
+    for k in np.unique(np.concatenate([m[e] for m, e in zip(label_maps, edges)])):
+        mine = [e & (m == k) for m, e in zip(label_maps, edges)]
+        rows, cols = np.nonzero(np.logical_or.reduce(mine))
+        box = np.s_[max(rows.min() - pad, 0):rows.max() + pad + 1, max(cols.min() - pad, 0):cols.max() + pad + 1]
+        inside = (consensus[box] == k).astype(np.uint8)
         if not inside.any():
             continue
         outside_distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)  # to the nearest k pixel
         inside_distance = cv2.distanceTransform(inside, cv2.DIST_L2, 5)       # to the nearest non-k pixel
-        offset = np.where(inside[mine] == 1, 1.0 - inside_distance[mine], outside_distance[mine])
-        offset = offset[np.abs(offset) <= max_offset]
-        signed[k], unsigned[k], counts[k] = offset.sum(), np.abs(offset).sum(), offset.size
-    return signed, unsigned, counts
+        for (signed, unsigned, counts), pixels in zip(out, mine):
+            at = pixels[box]
+            offset = np.where(inside[at] == 1, 1.0 - inside_distance[at], outside_distance[at])
+            offset = offset[np.abs(offset) <= max_offset]
+            signed[k], unsigned[k], counts[k] = offset.sum(), np.abs(offset).sum(), offset.size
+    return out

@@ -70,8 +70,8 @@ class TaskConsensus:
 
     def boundary_offsets(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """{annotator: (signed sums, absolute sums, counts), each (C,)}; pipeline.boundary_bias."""
-        c, consensus = self.tuples.num_classes, self.labels
-        return {a: boundary_offsets(self.annotator_map(i), consensus, c) for i, a in enumerate(self.tuples.annotators)}
+        maps = [self.annotator_map(i) for i in range(len(self.tuples.annotators))]
+        return dict(zip(self.tuples.annotators, boundary_offsets(maps, self.labels, self.tuples.num_classes)))
 
 
 def merge_tuples(tuples: LabelTuples, index: np.ndarray, shape: tuple[int, int], method: str,

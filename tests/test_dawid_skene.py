@@ -114,7 +114,7 @@ def test_majority_confidence_and_against_majority():
 @pytest.mark.parametrize("grow, expected", [(0, 0.0), (2, 2.0), (-2, -2.0)])
 def test_boundary_offsets_measure_a_planted_shift(grow, expected):
     consensus = square(32, 10, 22)
-    signed, unsigned, counts = boundary_offsets(square(32, 10, 22, grow), consensus, 2)
+    [(signed, unsigned, counts)] = boundary_offsets([square(32, 10, 22, grow)], consensus, 2)
     assert counts[1] > 0
     assert signed[1] / counts[1] == pytest.approx(expected, abs=0.35)  # corners sit a little further out
     assert unsigned[1] / counts[1] == pytest.approx(abs(expected), abs=0.35)

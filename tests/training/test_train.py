@@ -104,6 +104,8 @@ def test_bad_params_are_refused_with_the_fix(dataset, tmp_path):
         _run(dataset, tmp_path, val_every=0)
     with pytest.raises(TrainingError, match="bf16, fp32"):
         _run(dataset, tmp_path, precision="fp16")
+    with pytest.raises(TrainingError, match=r"min_label_confidence must lie in \[0, 1\]"):
+        _run(dataset, tmp_path, min_label_confidence=1.5)
 
 
 def test_schedules_in_closed_form():

@@ -103,8 +103,8 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
     vote_models, vote_fit = timed(lambda: estimate_annotator_models(tasks, c, iterations=5))
     rows["vote"] = {**score(truths, tasks, lambda t: weighted_vote(t, vote_models), c), "fit": vote_fit}
     for key, bands in (("ds", ()), ("ds_banded", (2, 4))):
-        models, fit = timed(lambda: estimate_models(tasks, c, bands, iterations=10))
-        rows[key] = {**score(truths, tasks, lambda t: dawid_skene_vote(t, models)[0], c), "fit": fit}
+        models, fit = timed(lambda b=bands: estimate_models(tasks, c, b, iterations=10))
+        rows[key] = {**score(truths, tasks, lambda t, m=models: dawid_skene_vote(t, m)[0], c), "fit": fit}
     if staple_images:
         rows["staple"] = score(truths[:staple_images], tasks[:staple_images], lambda t: staple(t, c), c)
     best = max(singles.values())

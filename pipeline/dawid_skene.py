@@ -97,7 +97,7 @@ class BandedModels:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "BandedModels":
+    def from_dict(cls, data: Mapping) -> BandedModels:
         try:
             c, thresholds = int(data["num_classes"]), tuple(int(t) for t in data["edge_bands"])
             shape = (len(thresholds) + 1, c, c)

@@ -13,6 +13,7 @@ labelled" (any value >= C); codes fit in uint8 while C * B < 255.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -26,7 +27,7 @@ DEFAULT_BANDS = (2, 4)  # band 0: 0-1 px from an own edge, band 1: 2-3 px, band 
 def check_bands(thresholds: Sequence[int], num_classes: int) -> tuple[int, ...]:
     """Strictly increasing positive band edges (px) whose codes fit in uint8, as a tuple."""
     edges = tuple(int(t) for t in thresholds)
-    if any(b <= a for a, b in zip(edges, edges[1:])) or any(t < 1 for t in edges):
+    if any(b <= a for a, b in pairwise(edges)) or any(t < 1 for t in edges):
         raise PipelineError(f"edge bands must be increasing whole pixels >= 1, e.g. [2, 4]; got {list(thresholds)}")
     if num_classes * (len(edges) + 1) >= 255:
         raise PipelineError(f"{num_classes} classes x {len(edges) + 1} bands do not fit a uint8 code; "

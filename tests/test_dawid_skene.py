@@ -11,7 +11,9 @@ from pipeline.cooccurrence import pixel_keys
 from pipeline.dawid_skene import BandedModelError, BandedModels, dawid_skene_vote, estimate_models
 from pipeline.decision import decide
 from pipeline.edge_bands import band_map, banded_tuples, check_bands, edge_mask, unbanded
-from pipeline.errors import PipelineError
+from pipeline.errors import ParamsError, PipelineError
+from pipeline.params import BaseParams, ClassInfo, MergeParams
+from pipeline.stages import merge
 from pipeline.task_consensus import merge_tuples
 
 U = 255
@@ -118,3 +120,26 @@ def test_boundary_offsets_measure_a_planted_shift(grow, expected):
     assert counts[1] > 0
     assert signed[1] / counts[1] == pytest.approx(expected, abs=0.35)  # corners sit a little further out
     assert unsigned[1] / counts[1] == pytest.approx(abs(expected), abs=0.35)
+
+
+def test_merge_tuples_with_bands_matches_the_direct_vote():
+    _, tasks = planted_crowd()
+    models = estimate_models(tasks, 2, (2, 4))
+    for task in tasks:
+        result = merge_tuples(*pixel_keys(task, 2), (32, 32), "dawid_skene", models)
+        labels, confidence = dawid_skene_vote(task, models)
+        np.testing.assert_array_equal(result.labels, labels)
+        np.testing.assert_array_equal(result.confidence_png(), np.round(255 * confidence).astype(np.uint8))
+        offsets = result.boundary_offsets()
+        signed, _, counts = offsets["dilator"]
+        assert signed[1] / counts[1] == pytest.approx(2.0, abs=0.35)  # the planted 2 px, seen from the consensus
+        assert abs(offsets["careful1"][0][1]) < 1e-9
+
+
+@pytest.mark.parametrize("change, match", [({"undecided": "toss"}, "merge.undecided"),
+                                           ({"edge_bands": (4, 2)}, "merge.edge_bands"),
+                                           ({"method": "median"}, "merge.method")])
+def test_merge_stage_refuses_bad_params_before_reading(tmp_path, change, match):
+    base = BaseParams(0, 255, (ClassInfo("a", (0, 0, 0)), ClassInfo("b", (1, 1, 1))))
+    with pytest.raises(ParamsError, match=match):
+        merge.run(tmp_path, tmp_path / "v.json", tmp_path / "out", tmp_path / "r.json", base, MergeParams(**change))

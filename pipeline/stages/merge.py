@@ -35,7 +35,6 @@ from pipeline.atomic import replace_dir, replace_file
 from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models
 from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, pixel_keys, read_index_map
 from pipeline.dawid_skene import BandedModels, estimate_models
-from pipeline.task_consensus import METHODS, banded_of, merge_tuples
 from pipeline.decision import POLICIES
 from pipeline.edge_bands import check_bands
 from pipeline.errors import ParamsError, PipelineError
@@ -43,6 +42,7 @@ from pipeline.masks import read_label_map, write_label_map
 from pipeline.metrics import mean_pair_iou
 from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, MergeParams
+from pipeline.task_consensus import METHODS, banded_of, merge_tuples
 
 CONFIDENCE_DIR = "confidence"  # <labels>/confidence/<task_id>.png: round(255 p) per pixel
 

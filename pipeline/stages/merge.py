@@ -205,7 +205,8 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
     if params.method == "dawid_skene":
         work = partial(estimation_tuples, annotations_dir=annotations_dir, num_classes=num_classes,
                        thresholds=tuple(params.edge_bands))
-        tables = (t for _, t in ordered_map(work, iter_tasks(annotations_dir), workers))
+        # without bands a task's table is in the index: not worth a process hop
+        tables = (t for _, t in ordered_map(work, iter_tasks(annotations_dir), workers if params.edge_bands else 1))
         return estimate_models(tables, num_classes, tuple(params.edge_bands), iterations=params.iterations)
     return None
 

@@ -35,3 +35,15 @@ class ParamsError(PipelineError):
 
 class TrainingError(PipelineError):
     """A model, its weights, a checkpoint or a training/evaluation input that cannot be used as asked."""
+
+
+class ImageError(PipelineError):
+    """A task image that cannot be read: not an image, corrupt, too large or a decompression bomb."""
+
+
+class FetchError(PipelineError):
+    """One task file could not be fetched: the status (or failure) and the URL are named."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the HTTP status, when there was an answer

@@ -11,7 +11,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file, write_json
-from pipeline.errors import PipelineError
+from pipeline.errors import ImageError, PipelineError
+from pipeline.images import read_rgb
 from pipeline.masks import read_label_map
 from pipeline.params import BaseParams, SplitParams
 from pipeline.splitting import assign_groups, check_fractions, group_of, near_duplicates, perceptual_hash
@@ -30,7 +31,10 @@ def scan_tasks(tasks: list[dict], labels_dir: Path, images_dir: Path, num_classe
     for row, task in enumerate(tqdm(tasks, desc="split", unit="task")):
         label_map = read_label_map(labels_dir / f"{task['task_id']}.png")
         pixels[row] = np.bincount(label_map.ravel(), minlength=256)[:num_classes]
-        image = cv2.imread(str(images_dir / task["image"]), cv2.IMREAD_GRAYSCALE)
+        try:
+            image = cv2.cvtColor(read_rgb(images_dir / task["image"]), cv2.COLOR_RGB2GRAY)
+        except ImageError:
+            image = None  # validate read its header; an undecodable body only loses near-duplicate detection
         hashes[row] = perceptual_hash(image) if image is not None else np.uint64(row)
     return pixels, pixels > 0, hashes
 

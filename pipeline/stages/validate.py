@@ -22,12 +22,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import orjson
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file
 from pipeline.cooccurrence import COMBINATIONS, pixel_keys, write_index_map
 from pipeline.errors import PipelineError
+from pipeline.images import read_size
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
 from pipeline.masks import IGNORE_INDEX, write_label_map
 from pipeline.parallel import ordered_map
@@ -60,18 +60,6 @@ def image_name(reference: str | None) -> str:
     return Path(unquote(parts.query.rpartition("=")[2] if "d=" in parts.query else parts.path)).name
 
 
-def image_size(path: Path, max_side: int) -> tuple[int, int]:
-    """(height, width) read from the image header, refusing non-images and absurd sizes."""
-    try:
-        with Image.open(path) as image:  # reads the header only: the size is all validate needs
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise PipelineError(f"the image file is not a readable image ({type(error).__name__}); re-upload it") from None
-    if max(width, height) > max_side:
-        raise PipelineError(f"the image is {width}x{height}, larger than validate.max_image_side={max_side}")
-    return height, width
-
-
 def _newest_per_annotator(annotations: list[dict]) -> dict[int, int]:
     """For each superseded annotation id, the id of the same annotator's newest one."""
     newest: dict[str, dict] = {}
@@ -102,7 +90,7 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
     size, image_problem = None, image.get("error")
     if image_problem is None:
         try:
-            size = image_size(images_dir / image["file"], rules.max_image_side)
+            size = read_size(images_dir / image["file"], rules.max_image_side)
         except PipelineError as error:
             image_problem = str(error)
     superseded = _newest_per_annotator(annotations)

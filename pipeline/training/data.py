@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 
 from pipeline.errors import TrainingError
+from pipeline.images import read_rgb
 from pipeline.masks import IGNORE_INDEX, read_label_map
 from pipeline.models import STRIDE
 from pipeline.training.transforms import eval_image, pad_to_stride
@@ -67,11 +67,8 @@ def list_samples(images_dir: Path, annotations_dir: Path, labels_dir: Path, spli
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise TrainingError(f"cannot read image {path}; run pull again")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """(H, W, 3) uint8 RGB as the editor shows it (EXIF orientation applied), like validate's sizes."""
+    return read_rgb(path)
 
 
 def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:

@@ -14,14 +14,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urljoin, urlsplit
+from pathlib import Path
 
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from pipeline.errors import LabelStudioError, UnsafeReferenceError
+from pipeline.errors import LabelStudioError
+from pipeline.labelstudio.fetch import FetchSettings, ImageFetcher, origin_headers_from_env
 
 T = TypeVar("T")
 
@@ -73,7 +74,7 @@ class LabelStudioClient:
         if not url.startswith(("http://", "https://")):
             raise LabelStudioError(f"LABEL_STUDIO_URL must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
-        self.retry_total_s = retry_total_s
+        self.retry_total_s, self.timeout_s = retry_total_s, timeout_s
         # Retries are ours (bounded total time, explained errors), not the SDK's.
         self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout_s, max_retries=0)
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
@@ -260,36 +261,18 @@ class LabelStudioClient:
 
     # -- files ------------------------------------------------------------------------------
 
-    def resolve_file_url(self, reference: str, allowed_origins: Iterable[str] = ()) -> str:
-        """The absolute URL of a task file, refusing other origins and escaping local paths."""
-        absolute = urljoin(self.url + "/", reference)
-        origin = "{0.scheme}://{0.netloc}".format(urlsplit(absolute))
-        allowed = {"{0.scheme}://{0.netloc}".format(urlsplit(self.url)), *(o.rstrip("/") for o in allowed_origins)}
-        if origin not in allowed:
-            raise UnsafeReferenceError(
-                f"file {reference!r} is on {origin}, not on the Label Studio server {self.url}; "
-                "add that origin to pull.allowed_origins if it is trusted"
-            )
-        parts = urlsplit(absolute)
-        if parts.path.rstrip("/").endswith("/data/local-files"):
-            for path in parse_qs(parts.query).get("d", []):
-                if path.startswith("/") or ".." in path.split("/"):
-                    raise UnsafeReferenceError(f"local file path {path!r} leaves the document root; use a path relative to it")
-        return absolute
+    def fetch_settings(self, allowed_origins: Iterable[str] = (), document_root: Path | None = None) -> FetchSettings:
+        """How task images of this server are fetched: its token for its image routes only."""
+        return FetchSettings(
+            ls_url=self.url, ls_headers=self.sdk._client_wrapper.get_headers(), allowed_origins=tuple(allowed_origins),
+            origin_headers=origin_headers_from_env(os.environ, self.url), document_root=document_root,
+            timeout_s=self.timeout_s, retry_total_s=self.retry_total_s,
+        )
 
     def download(self, reference: str, allowed_origins: Iterable[str] = ()) -> bytes:
-        """The bytes of a task file (upload, local file or same-origin URL) through the server."""
-        content, _ = self.download_if_changed(reference, None, allowed_origins)
-        return content or b""
-
-    def download_if_changed(self, reference: str, etag: str | None, allowed_origins: Iterable[str] = ()) -> tuple[bytes | None, str | None]:
-        """(bytes, ETag) of a task file, or (None, etag) when the server says it is unchanged (304)."""
-        url = self.resolve_file_url(reference, allowed_origins)
-        headers = {"If-None-Match": etag} if etag else {}
-        response = self.call(f"download {reference}", self._request, "GET", url, headers_extra=headers)
-        if response.status_code == 304:
-            return None, etag
-        return response.content, response.headers.get("ETag")
+        """The bytes of one task image (upload, local file, storage route or allowed origin)."""
+        with ImageFetcher(self.fetch_settings(allowed_origins)) as fetcher:
+            return fetcher.fetch(reference).content or b""
 
     # -- predictions ------------------------------------------------------------------------
 

@@ -53,8 +53,9 @@ class RunningServer:
     document_root: Path
 
     def env(self) -> dict[str, str]:
-        """The two variables the pipeline reads to reach this server."""
-        return {"LABEL_STUDIO_URL": self.url, "LABEL_STUDIO_API_KEY": self.credentials.token}
+        """The variables the pipeline reads to reach this server (and to check local-files paths here)."""
+        return {"LABEL_STUDIO_URL": self.url, "LABEL_STUDIO_API_KEY": self.credentials.token,
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root.resolve())}
 
 
 def find_label_studio() -> Path:

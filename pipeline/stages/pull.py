@@ -25,43 +25,46 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import ijson
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, write_json
-from pipeline.errors import LabelStudioError, PipelineError, UnsafeReferenceError
+from pipeline.errors import FetchError, PipelineError, UnsafeReferenceError
+from pipeline.images import image_suffix
 from pipeline.labelstudio.client import LabelStudioClient, normalise_task
+from pipeline.labelstudio.fetch import MAX_IMAGE_BYTES, ImageFetcher
+from pipeline.labelstudio.references import describe_url, local_file_path, resolve
 from pipeline.params import LabelStudioParams, PullParams
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 BATCH = 64
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Where task images come from: the server, or a local document root for local-files URLs."""
+    """Where task images come from: the server (through the fetcher), or a local document root.
 
-    client: LabelStudioClient | None
+    With a server, local-files references are still checked against the document root when it
+    is known here (pull.document_root or LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT), so a symlink
+    leaving it is refused before the server is asked.
+    """
+
+    fetcher: ImageFetcher | None
     document_root: Path | None
-    allowed_origins: tuple[str, ...]
 
 
-def local_file_path(reference: str, document_root: Path) -> Path:
-    """The file behind a `/data/local-files/?d=...` reference, never outside `document_root`."""
-    parts = urlsplit(reference)
-    values = parse_qs(parts.query).get("d") if parts.path.rstrip("/").endswith("/data/local-files") else None
-    if not values:
-        raise PipelineError(f"{reference!r} is not a /data/local-files/?d=... reference; without a server only local files resolve")
-    relative = unquote(values[0])
-    if relative.startswith("/") or ".." in Path(relative).parts:
-        raise PipelineError(f"local file path {relative!r} leaves the document root; use a path relative to it")
-    root = document_root.resolve()
-    path = (root / relative).resolve()  # resolves symlinks, so a link pointing outside is caught too
-    if not path.is_relative_to(root):
-        raise PipelineError(f"local file {relative!r} resolves outside the document root {root}")
-    return path
+def read_local_image(reference: str, document_root: Path) -> bytes:
+    """The bytes of a local-files reference of a saved export, read from `document_root`."""
+    target = resolve(reference, None)
+    if target.kind != "local-files":
+        raise UnsafeReferenceError(f"{describe_url(reference)} is not a /data/local-files/?d=... reference; "
+                                   "without a server only local files resolve")
+    path = local_file_path(target.local_path, document_root)
+    if not path.is_file():  # missing, a folder, a FIFO or a device: nothing to read, nothing to block on
+        raise FetchError(f"local file {target.local_path!r} is not a regular file under {document_root}")
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        raise FetchError(f"local file {target.local_path!r} is over the limit of {MAX_IMAGE_BYTES:,} bytes")
+    return path.read_bytes()
 
 
 def image_reference(task: dict, image_tag: str) -> str | None:
@@ -70,34 +73,32 @@ def image_reference(task: dict, image_tag: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _suffix(reference: str) -> str:
-    name = unquote(urlsplit(reference).query.rpartition("=")[2] or urlsplit(reference).path)
-    suffix = Path(name).suffix.lower()
-    return suffix if suffix in IMAGE_SUFFIXES else ".bin"
+def fetch_image(reference: str | None, previous: dict | None, source: ImageSource, images: Path, task_id: int | None = None) -> dict:
+    """Fetch one task image into `images` (by content hash); returns its record or why it failed.
 
-
-def fetch_image(reference: str | None, previous: dict | None, source: ImageSource, images: Path) -> dict:
-    """Fetch one task image into `images` (by content hash); returns its record or why it failed."""
+    Every failure of this one image (refused reference, any status, redirect loop, timeout, not
+    an image) is recorded for its task; only an unreachable server fails the pull.
+    """
     if reference is None:
         return {"ref": None, "error": "task data has no image under labelstudio.image_tag"}
     known = previous if previous and (images / previous["file"]).exists() else None
     try:
-        if source.document_root is not None and "/data/local-files" in reference:
-            content, etag = local_file_path(reference, source.document_root).read_bytes(), None
-        elif source.client is not None:
-            content, etag = source.client.download_if_changed(reference, known and known.get("etag"), source.allowed_origins)
+        if source.fetcher is None:
+            content, etag = read_local_image(reference, source.document_root), None
+            suffix = image_suffix(content[:16])
+            if suffix is None:
+                raise FetchError(f"local file of {describe_url(reference)} is not a PNG, JPEG, GIF, BMP, TIFF or WebP image")
         else:
-            return {"ref": reference, "error": "no Label Studio server to fetch it from and not a local file"}
-    except LabelStudioError as error:
-        if error.status not in (403, 404) and not isinstance(error, UnsafeReferenceError):
-            raise  # the server is unreachable or failing: the whole pull fails and the old snapshot stays
+            fetched = source.fetcher.fetch(reference, known and known.get("etag"), task_id)
+            content, etag, suffix = fetched.content, fetched.etag, fetched.suffix
+    except (UnsafeReferenceError, FetchError) as error:
         return {"ref": reference, "error": str(error)}
-    except (PipelineError, OSError) as error:
-        return {"ref": reference, "error": str(error)}
+    except OSError as error:
+        return {"ref": reference, "error": f"cannot read the local file ({error.strerror or type(error).__name__})"}
     if content is None:  # unchanged on the server
         return dict(known)
     digest = hashlib.sha256(content).hexdigest()
-    relative = f"{digest[:2]}/{digest}{_suffix(reference)}"
+    relative = f"{digest[:2]}/{digest}{suffix}"
     target = images / relative
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -157,8 +158,8 @@ def write_snapshot(tasks: Iterator[dict], source: ImageSource, image_tag: str, s
             if task is not None:
                 batch.append(normalise_task(task))
             if batch and (task is None or len(batch) == BATCH):
-                references = [image_reference(t, image_tag) for t in batch]
-                records = pool.map(lambda r: fetch_image(r, previous.get(r or ""), source, images), references)
+                references = [(image_reference(t, image_tag), t["id"]) for t in batch]
+                records = pool.map(lambda r: fetch_image(r[0], previous.get(r[0] or ""), source, images, r[1]), references)
                 for item, record in zip(batch, records):
                     line = json.dumps({"task": item, "image": record}, sort_keys=True) + "\n"
                     offsets.append((item["id"], out.tell(), len(line)))
@@ -191,7 +192,10 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
     client = None if params.export_file and params.document_root else LabelStudioClient.from_env()
     images.mkdir(parents=True, exist_ok=True)
     try:
-        source = ImageSource(client, Path(params.document_root) if params.document_root else None, params.allowed_origins)
+        root = params.document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None
+        root = Path(root) if root else None
+        fetcher = ImageFetcher(client.fetch_settings(params.allowed_origins, root)) if client is not None else None
+        source = ImageSource(fetcher, root)
         with replace_dir(out) as snapshot:
             if params.export_file:
                 project = {"id": None, "title": None, "label_config": None, "source": "export_file"}
@@ -209,6 +213,7 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
             write_json(snapshot / "project.json", project)
     finally:
         if client is not None:
+            fetcher.close()
             client.close()
     remove_unreferenced(images, out)
     return count

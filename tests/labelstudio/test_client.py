@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import LabelStudioError
+from pipeline.errors import LabelStudioError, UnsafeReferenceError
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
+from pipeline.labelstudio.fetch import ImageFetcher
 
 pytestmark = pytest.mark.labelstudio
 
@@ -103,8 +104,8 @@ def test_download_through_the_server(ls_client: LabelStudioClient, project_files
     ["http://169.254.169.254/latest/meta-data", "/data/local-files/?d=../../etc/passwd", "/data/local-files/?d=/etc/passwd"],
 )
 def test_unsafe_file_references_are_refused(ls_client: LabelStudioClient, reference: str) -> None:
-    with pytest.raises(LabelStudioError):
-        ls_client.resolve_file_url(reference)
+    with pytest.raises(UnsafeReferenceError), ImageFetcher(ls_client.fetch_settings()) as fetcher:
+        fetcher.fetch(reference)
 
 
 def test_predictions_batch_and_delete_by_model_version(ls_client: LabelStudioClient, project_files: Path) -> None:

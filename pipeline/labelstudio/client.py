@@ -9,6 +9,7 @@ response headers (Label Studio sets session cookies in them).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -111,12 +112,13 @@ class LabelStudioClient:
             wait=wait_exponential(multiplier=0.2, max=5.0),
             reraise=True,
         )
+        started = time.monotonic()
         try:
             return retrying(function, *args, **kwargs)
         except (ApiError, httpx.HTTPError) as error:
-            raise self._explain(what, error) from None
+            raise self._explain(what, error, time.monotonic() - started) from None
 
-    def _explain(self, what: str, error: BaseException) -> LabelStudioError:
+    def _explain(self, what: str, error: BaseException, elapsed_s: float) -> LabelStudioError:
         status = _status_of(error)
         if status in (401, 403):
             hint = "check LABEL_STUDIO_API_KEY (Account & Settings > Access Token) and that this user may open the project"
@@ -126,8 +128,9 @@ class LabelStudioClient:
         if status is not None:
             return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}: {_detail_of(error)}", status)
         return LabelStudioError(
+            # The time measured, not the retry budget: one attempt may itself last up to the request timeout.
             f"{what}: cannot reach Label Studio at {self.url} ({_detail_of(error)}) after retrying for "
-            f"{self.retry_total_s:.0f} s; is the server running and LABEL_STUDIO_URL right?"
+            f"{elapsed_s:.1f} s; is the server running and LABEL_STUDIO_URL right?"
         )
 
     def _request(self, method: str, path: str, headers_extra: dict | None = None, **kwargs: Any) -> httpx.Response:
@@ -292,9 +295,44 @@ class LabelStudioClient:
         return sent
 
     def _import_batch(self, project_id: int, batch: list[dict]) -> int:
-        what = f"import {len(batch)} predictions into project {project_id}"
-        self.call(what, self.sdk.projects.import_predictions, id=project_id, request=batch)
+        """Send one batch; a retry first asks which of them the server already holds and sends only the rest.
+
+        A request whose answer was lost may have been committed: resending it blindly would
+        duplicate every prediction in it. So no retry goes out before the server was asked.
+        """
+        pending, failed_before = list(batch), [False]
+
+        def attempt() -> None:
+            nonlocal pending
+            if failed_before[0]:
+                held = self._held_predictions(project_id, {p["task"] for p in pending})
+                pending = [p for p in pending if _prediction_key(p) not in held]
+            failed_before[0] = True
+            if pending:
+                self.sdk.projects.import_predictions(id=project_id, request=pending)
+
+        self.call(f"import {len(batch)} predictions into project {project_id}", attempt)
         return len(batch)
+
+    def _held_predictions(self, project_id: int, task_ids: set[int]) -> set[tuple]:
+        """Keys (task, model_version, score, result) of the predictions the server holds on these tasks."""
+        response = self._request("GET", "/api/predictions/", params={"project": project_id})
+        body = response.json()
+        items = body.get("results", []) if isinstance(body, dict) else body
+        return {_prediction_key(p) for p in items if isinstance(p, dict) and p.get("task") in task_ids}
+
+    def delete_task_predictions(self, project_id: int, task_ids: list[int], chunk: int = 1000) -> int:
+        """Delete every prediction of these tasks in bulk (one request per `chunk` tasks); returns how many went."""
+        deleted = 0
+        for start in range(0, len(task_ids), chunk):
+            selected = task_ids[start : start + chunk]
+            response = self.call(
+                f"delete the predictions of {len(selected)} tasks in project {project_id}",
+                self._request, "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id},
+                json={"selectedItems": {"all": False, "included": selected}},
+            )
+            deleted += int(response.json().get("processed_items", 0))
+        return deleted
 
     def delete_model_version(self, project_id: int, model_version: str) -> int:
         """Delete every prediction of one model_version in a project; returns how many went."""
@@ -313,6 +351,13 @@ class LabelStudioClient:
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make the editor show this model_version's predictions."""
         self.call(f"set model_version of project {project_id}", self.sdk.projects.update, id=project_id, model_version=model_version)
+
+
+def _prediction_key(prediction: dict) -> tuple:
+    """What makes two predictions the same push: task, version, score and regions."""
+    score = prediction.get("score")
+    return (prediction.get("task"), prediction.get("model_version"), None if score is None else round(float(score), 6),
+            json.dumps(prediction.get("result"), sort_keys=True))
 
 
 def normalise_task(task: dict) -> dict:

@@ -84,6 +84,17 @@ def _regions(result: list[dict]) -> list[tuple]:
     return [(region.get("id"), region.get("value")) for region in result or []]
 
 
+def _delete_stale(client: LabelStudioClient, project_id: int, version: str, stale: dict[int, list[dict]], live: dict) -> None:
+    """Delete the stale predictions: in bulk for tasks holding nothing else, one by one only where others must stay."""
+    only_this_version = sorted(task for task, found in stale.items()
+                               if found and all(p.get("model_version") == version for p in live[task].get("predictions") or []))
+    client.delete_task_predictions(project_id, only_this_version)
+    bulk = set(only_this_version)
+    mixed = [p for task, found in stale.items() if task not in bulk for p in found]
+    for prediction in tqdm(mixed, desc="preannotate: replace", unit="prediction", disable=not mixed):
+        client.delete_prediction(prediction["id"])
+
+
 def push(client: LabelStudioClient, project_id: int, version: str, records: list[dict], batch_size: int) -> list[int]:
     """Make `records` the only `version` predictions of their tasks; returns tasks deleted meanwhile.
 
@@ -101,8 +112,7 @@ def push(client: LabelStudioClient, project_id: int, version: str, records: list
     same = all(len(stale[r["task"]]) == 1 and _regions(stale[r["task"]][0].get("result")) == _regions(r["result"])
                and abs((stale[r["task"]][0].get("score") or 0) - r["score"]) < 1e-6 for r in records)
     if not same:
-        for prediction in tqdm([p for ps in stale.values() for p in ps], desc="preannotate: replace", unit="prediction"):
-            client.delete_prediction(prediction["id"])
+        _delete_stale(client, project_id, version, stale, live)
         for start in tqdm(range(0, len(records), batch_size), desc="preannotate: push", unit="batch"):
             client.import_predictions(project_id, records[start : start + batch_size], batch_size=batch_size)
     client.set_model_version(project_id, version)

@@ -1,7 +1,9 @@
 """pull: snapshot a Label Studio project (or a saved JSON export) into data/raw and data/images.
 
   data/raw/tasks.jsonl    one line per task, sorted by task id: {"task": <export task>, "image": <record>}
-                          where <record> is {"ref", "file", "sha256", "etag"} or {"ref", "error"}
+                          where <record> is {"ref", "file", "sha256", "etag"} or {"ref", "error"};
+                          a task rejected as a whole (see pipeline.labelstudio.export_reader) has "problem"
+  data/raw/rejected.jsonl export items that are no task at all: {"position", "reason"}
   data/raw/project.json   id, title and label config of the project (no URL, no token)
   data/images/ab/<sha256><ext>   every task image, named by content hash
 
@@ -26,18 +28,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import ijson
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, write_json
 from pipeline.errors import FetchError, PipelineError, UnsafeReferenceError
 from pipeline.images import image_suffix
 from pipeline.labelstudio.client import LabelStudioClient, normalise_task
+from pipeline.labelstudio.export_reader import ExportItem, iter_export
 from pipeline.labelstudio.fetch import MAX_IMAGE_BYTES, ImageFetcher
 from pipeline.labelstudio.references import describe_url, local_file_path, resolve
 from pipeline.params import LabelStudioParams, PullParams
 
 BATCH = 64
+REJECTED = "rejected.jsonl"  # export items that are no task at all, by position
 
 
 @dataclass(frozen=True)
@@ -134,41 +137,44 @@ def previous_images(snapshot: Path) -> dict[str, dict]:
     return {image["ref"]: image for _, image in snapshot_records(snapshot) if image.get("file") and image.get("ref")}
 
 
-def iter_export(path: Path) -> Iterator[dict]:
-    """Tasks of a Label Studio JSON export, streamed one by one (exports can be gigabytes)."""
-    try:
-        with open(path, "rb") as handle:
-            for task in ijson.items(handle, "item", use_float=True):
-                if not isinstance(task, dict) or not isinstance(task.get("id"), int):
-                    raise PipelineError(f"{path}: an item of the export is not a task with an integer id: {str(task)[:120]}")
-                yield task
-    except ijson.JSONError as error:
-        raise PipelineError(f"{path} is not a Label Studio JSON export (a list of tasks): {error}") from None
-
-
-def write_snapshot(tasks: Iterator[dict], source: ImageSource, image_tag: str, snapshot: Path, old_snapshot: Path,
+def write_snapshot(items: Iterator[ExportItem], source: ImageSource, image_tag: str, snapshot: Path, old_snapshot: Path,
                    images: Path, workers: int) -> int:
-    """Fetch the images of streamed tasks and write tasks.jsonl sorted by task id; returns the count."""
+    """Fetch the images of streamed export items and write tasks.jsonl sorted by task id; returns the count.
+
+    Items that are no task at all go to rejected.jsonl ({"position", "reason"}), a task rejected
+    as a whole keeps its line with a "problem" (validate reports both); nothing is dropped silently.
+    """
     previous = previous_images(old_snapshot)
     unsorted = snapshot / "tasks.unsorted.jsonl"
     offsets: list[tuple[int, int, int]] = []  # (task id, offset, length): only these stay in memory
-    with open(unsorted, "w") as out, ThreadPoolExecutor(max(1, workers)) as pool, tqdm(desc="pull", unit="task") as bar:
-        batch: list[dict] = []
-        for task in _chain_end(tasks):
-            if task is not None:
-                batch.append(normalise_task(task))
-            if batch and (task is None or len(batch) == BATCH):
-                references = [(image_reference(t, image_tag), t["id"]) for t in batch]
-                records = pool.map(lambda r: fetch_image(r[0], previous.get(r[0] or ""), source, images, r[1]), references)
-                for item, record in zip(batch, records):
-                    line = json.dumps({"task": item, "image": record}, sort_keys=True) + "\n"
-                    offsets.append((item["id"], out.tell(), len(line)))
+    with open(unsorted, "w") as out, open(snapshot / REJECTED, "w") as rejected, ThreadPoolExecutor(max(1, workers)) as pool, \
+            tqdm(desc="pull", unit="task") as bar:
+        batch: list[ExportItem] = []
+        for item in _chain_end(items):
+            if item is not None and item.task is None:
+                rejected.write(json.dumps({"position": item.position, "reason": item.problem}, sort_keys=True) + "\n")
+                continue
+            if item is not None:
+                batch.append(ExportItem(item.position, normalise_task(item.task), item.problem))
+            if batch and (item is None or len(batch) == BATCH):
+                records = pool.map(lambda i: _image_record(i, image_tag, previous, source, images), batch)
+                for entry, record in zip(batch, records):
+                    line = json.dumps({"task": entry.task, "image": record, **({"problem": entry.problem} if entry.problem else {})},
+                                      sort_keys=True) + "\n"
+                    offsets.append((entry.task["id"], out.tell(), len(line)))
                     out.write(line)
                 bar.update(len(batch))
                 batch = []
     _write_sorted(unsorted, offsets, snapshot / "tasks.jsonl")
     unsorted.unlink()
     return len(offsets)
+
+
+def _image_record(item: ExportItem, image_tag: str, previous: dict, source: ImageSource, images: Path) -> dict:
+    reference = image_reference(item.task, image_tag)
+    if item.problem:
+        return {"ref": reference, "error": "not fetched: the task is rejected"}
+    return fetch_image(reference, previous.get(reference or ""), source, images, item.task["id"])
 
 
 def _chain_end(tasks: Iterator[dict]) -> Iterator[dict | None]:

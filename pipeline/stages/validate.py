@@ -27,6 +27,7 @@ from tqdm import tqdm
 from pipeline.atomic import replace_dir, replace_file
 from pipeline.cooccurrence import COMBINATIONS, pixel_keys, write_index_map
 from pipeline.errors import PipelineError
+from pipeline.labelstudio.annotators import annotator_of
 from pipeline.images import read_size
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
 from pipeline.masks import IGNORE_INDEX, write_label_map
@@ -44,14 +45,6 @@ class Rules:
     max_image_side: int
 
 
-def annotator_of(annotation: dict) -> tuple[str, str | None]:
-    """(file-safe key, e-mail) of the annotation's author; the export expands `completed_by`."""
-    author = annotation.get("completed_by")
-    if isinstance(author, dict):
-        return f"u{author.get('id')}", author.get("email")
-    return f"u{author}", None
-
-
 def image_name(reference: str | None) -> str:
     """The file name of a task image reference (`/data/local-files/?d=a/b.png` -> `b.png`)."""
     if not reference:
@@ -61,21 +54,30 @@ def image_name(reference: str | None) -> str:
 
 
 def _newest_per_annotator(annotations: list[dict]) -> dict[int, int]:
-    """For each superseded annotation id, the id of the same annotator's newest one."""
-    newest: dict[str, dict] = {}
-    for annotation in annotations:
-        if annotation.get("was_cancelled"):
+    """For each superseded annotation id, the id of the same KNOWN annotator's newest one.
+
+    Annotations without a known annotator are never superseded: each is its own identity.
+    Ids and dates of any type are ordered without comparing across types.
+    """
+    newest: dict[str, tuple] = {}
+    for position, annotation in enumerate(annotations):
+        author = annotator_of(annotation, position)
+        if annotation.get("was_cancelled") or not author.known:
             continue
-        key = annotator_of(annotation)[0]
-        order = (str(annotation.get("created_at") or ""), annotation.get("id") or 0)
-        if key not in newest or order > newest[key][0]:
-            newest[key] = (order, annotation)
+        identifier = annotation.get("id")
+        order = (str(annotation.get("created_at") or ""), identifier if _is_int(identifier) else -1, position)
+        if author.key not in newest or order > newest[author.key][0]:
+            newest[author.key] = (order, annotation)
     superseded = {}
-    for annotation in annotations:
-        winner = newest.get(annotator_of(annotation)[0])
-        if not annotation.get("was_cancelled") and winner and winner[1] is not annotation:
-            superseded[annotation.get("id")] = winner[1].get("id")
+    for position, annotation in enumerate(annotations):
+        winner = newest.get(annotator_of(annotation, position).key)
+        if not annotation.get("was_cancelled") and winner and winner[1] is not annotation and _is_int(annotation.get("id")):
+            superseded[annotation["id"]] = winner[1].get("id")
     return superseded
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> tuple[dict, dict | None]:
@@ -85,18 +87,21 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
     task_id = task["id"]
     # An export edited by hand may hold anything: a non-object annotation becomes an object that
     # fails validation with a reason, instead of a traceback.
-    annotations = [a if isinstance(a, dict) else {"id": None, "result": None, "_malformed": type(a).__name__}
+    annotations = [a if isinstance(a, dict) else {"id": None, "result": None, "_malformed": f"is a {type(a).__name__}, not an object"}
                    for a in (task.get("annotations") if isinstance(task.get("annotations"), list) else [])]
-    size, image_problem = None, image.get("error")
-    if image_problem is None:
+    size, image_problem, task_problem = None, image.get("error"), record.get("problem")
+    if task_problem is not None:
+        image_problem = f"the task is rejected: {task_problem}"
+    elif image_problem is None:
         try:
             size = read_size(images_dir / image["file"], rules.max_image_side)
         except PipelineError as error:
             image_problem = str(error)
     superseded = _newest_per_annotator(annotations)
     entries, maps, arrays = [], {}, {}
-    for annotation in annotations:
-        entry, label_map = _check_annotation(task_id, annotation, superseded, size, image_problem, rules)
+    seen_ids: set[int] = set()
+    for position, annotation in enumerate(annotations):
+        entry, label_map = _check_annotation(task_id, annotation, position, superseded, seen_ids, size, image_problem, rules)
         entries.append(entry)
         if label_map is not None:
             key = entry["annotator"]
@@ -105,7 +110,7 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
             write_label_map(out_dir / str(task_id) / f"{key}.png", label_map)
             maps[key] = {"file": f"{task_id}/{key}.png", "annotation_id": entry["annotation_id"], "email": entry["email"]}
             arrays[key] = label_map
-    report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem)}
+    report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem, task_problem)}
     index = None
     if maps:
         # The label co-occurrence table and each pixel's row in it let merge estimate annotator
@@ -119,22 +124,32 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
     return report, index
 
 
-def _check_annotation(task_id: int, annotation: dict, superseded: dict, size, image_problem: str | None, rules: Rules):
+def _check_annotation(task_id: int, annotation: dict, position: int, superseded: dict, seen_ids: set, size,
+                      image_problem: str | None, rules: Rules):
     annotation_id = annotation.get("id")
-    key, email = annotator_of(annotation)
-    entry = {"annotation_id": annotation_id, "annotator": key, "email": email, "lead_time": annotation.get("lead_time"),
+    author = annotator_of(annotation, position)
+    key, email = author.key, author.email
+    entry = {"annotation_id": annotation_id if _is_int(annotation_id) else None, "annotator": key, "email": email,
+             "annotator_known": author.known, "lead_time": annotation.get("lead_time"),
              "from_prediction": bool(annotation.get("parent_prediction")), "regions": 0, "overlap_pixels": 0}
-    where = f"task {task_id}, annotation {annotation_id} by {email or key}"
+    who = email or (key if author.known else f"an unknown annotator (deleted user; identity {key})")
+    where = f"task {task_id}, annotation {annotation_id} by {who}"
     if "_malformed" in annotation:
-        reason = f"task {task_id}: an annotation is a {annotation['_malformed']}, not an object; export the project again"
+        reason = f"task {task_id}, annotation {annotation_id if _is_int(annotation_id) else position + 1}: {annotation['_malformed']}; fix the export"
         return {**entry, "fate": "rejected", "reason": reason}, None
+    if not _is_int(annotation_id) or annotation_id in seen_ids:
+        problem = "appears twice in the task" if _is_int(annotation_id) else f"id {str(annotation_id)[:40]!r} is not an integer"
+        reason = f"task {task_id}, annotation #{position + 1} by {who}: {problem}; export the project again"
+        return {**entry, "fate": "rejected", "reason": reason}, None
+    seen_ids.add(annotation_id)
     if annotation.get("was_cancelled"):
         return {**entry, "fate": "skipped", "reason": f"{where}: cancelled (skipped) by the annotator"}, None
     if annotation_id in superseded:
         reason = f"{where}: superseded by the same annotator's newer annotation {superseded[annotation_id]}"
         return {**entry, "fate": "skipped", "reason": reason}, None
     if image_problem is not None:
-        return {**entry, "fate": "rejected", "reason": f"{where}: image unusable: {image_problem}"}, None
+        unusable = image_problem if image_problem.startswith("the task is rejected") else f"image unusable: {image_problem}"
+        return {**entry, "fate": "rejected", "reason": f"{where}: {unusable}"}, None
     try:
         decoded = annotation_to_label_map(
             annotation.get("result"), rules.classes, height=size[0], width=size[1],
@@ -147,8 +162,10 @@ def _check_annotation(task_id: int, annotation: dict, superseded: dict, size, im
     return entry, decoded.label_map
 
 
-def _task_fate(task_id: int, entries: list[dict], image_problem: str | None) -> dict:
+def _task_fate(task_id: int, entries: list[dict], image_problem: str | None, task_problem: str | None = None) -> dict:
     fates = Counter(entry["fate"] for entry in entries)
+    if task_problem is not None:
+        return {"fate": "rejected", "reason": task_problem}
     if fates["ok"]:
         return {"fate": "ok", "reason": ""}
     if image_problem is not None:  # also for unannotated tasks: they could not be pre-annotated either
@@ -158,6 +175,16 @@ def _task_fate(task_id: int, entries: list[dict], image_problem: str | None) -> 
     if fates["rejected"]:
         return {"fate": "rejected", "reason": f"task {task_id}: every submitted annotation was rejected"}
     return {"fate": "skipped", "reason": f"task {task_id}: every annotation was cancelled"}
+
+
+def rejected_items(raw_dir: Path) -> list[dict]:
+    """Report entries for the export items pull could not read as tasks (data/raw/rejected.jsonl)."""
+    path = raw_dir / "rejected.jsonl"
+    if not path.exists():
+        return []
+    with open(path) as lines:
+        return [{"task_id": None, "export_item": item["position"], "image": None, "annotations": [], "fate": "rejected",
+                 "reason": f"{item['reason']}; fix the export"} for item in map(json.loads, lines)]
 
 
 def config_warnings(project: dict, rules: Rules) -> list[str]:
@@ -197,6 +224,10 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
                 if index_entry is not None:
                     index.write(orjson.dumps(index_entry, option=orjson.OPT_SORT_KEYS).decode() + "\n")
                 bar.update()
+        for entry in rejected_items(raw_dir):
+            report.write(("" if counts["tasks"] == 0 else ",\n") + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
+            counts["tasks_rejected"] += 1
+            counts["tasks"] += 1
         summary = {
             "counts": dict(sorted(counts.items())),
             "config_warnings": config_warnings(project, rules),

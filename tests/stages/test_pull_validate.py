@@ -92,7 +92,7 @@ def _entry(dataset: dict, annotation_id: int) -> tuple[dict, dict]:
         ("cancelled", "skipped", "cancelled"),
         ("older_duplicate", "skipped", "superseded"),
         ("on_missing_image", "rejected", "404"),
-        ("on_text_file", "rejected", "not a readable image"),
+        ("on_text_file", "rejected", "not a PNG, JPEG"),
     ],
 )
 def test_bad_input_is_reported_and_good_data_kept(dataset: dict, case: str, fate: str, words: str) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from pipeline.atomic import ENVIRONMENT_ERRNOS
 from pipeline.errors import PipelineError
 
 app = typer.Typer(
@@ -241,7 +243,14 @@ def main() -> None:
     try:
         app()
     except PipelineError as error:
-        console.print(f"[bold red]error:[/bold red] {error}")
+        console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
+        raise SystemExit(1) from None
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        # A full disk or a refused folder outside the outputs' own writers: still one line, with the path.
+        where = error.filename or "unknown path"
+        console.print(f"[bold red]error:[/bold red] {escape(f'{error.strerror}: {where}')}", highlight=False)
         raise SystemExit(1) from None
 
 

@@ -47,3 +47,7 @@ class FetchError(PipelineError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status  # the HTTP status, when there was an answer
+
+
+class EnvironmentProblem(PipelineError):
+    """The machine refused a write: disk full, quota, read-only or no permission; the path is named."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from pipeline.errors import FetchError, LabelStudioError, PipelineError
+from pipeline.errors import FetchError, LabelStudioError, PipelineError, UnsafeReferenceError
 from pipeline.images import image_suffix
 from pipeline.labelstudio.references import Target, describe_url, local_file_path, origin_of, resolve
 
@@ -132,7 +132,11 @@ class ImageFetcher:
                 response.close()
             if not location:
                 raise FetchError(f"{describe_url(target.url)} answered HTTP {response.status_code} without a Location", response.status_code)
-            target = resolve(httpx.URL(target.url).join(location).__str__(), self.settings.ls_url, self.settings.allowed_origins)
+            try:
+                target = resolve(str(httpx.URL(target.url).join(location)), self.settings.ls_url, self.settings.allowed_origins)
+            except UnsafeReferenceError as error:
+                raise UnsafeReferenceError(f"{describe_url(target.url)} redirected (HTTP {response.status_code}) "
+                                           f"to a place images are not taken from: {error}") from None
             if target.url in seen:
                 raise FetchError(f"redirect loop at {describe_url(target.url)} (after {len(seen)} hops)", response.status_code)
             if len(seen) > MAX_REDIRECTS:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.atomic import replace_dir, write_json
+from pipeline.atomic import replace_dir, replace_file, write_json
 from pipeline.errors import FetchError, PipelineError, UnsafeReferenceError
 from pipeline.images import image_suffix
 from pipeline.labelstudio.client import LabelStudioClient, normalise_task
@@ -105,9 +105,8 @@ def fetch_image(reference: str | None, previous: dict | None, source: ImageSourc
     target = images / relative
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(content)
-        temporary.replace(target)  # a file under its hash is complete or absent
+        with replace_file(target, "wb") as handle:  # a file under its hash is complete or absent
+            handle.write(content)
     return {"ref": reference, "file": relative, "sha256": digest, "etag": etag}
 
 

@@ -130,6 +130,13 @@ def _label_studio_target(reference: str, absolute: str, base_path: str) -> Targe
 
 def resolve(reference: object, ls_url: str | None, allowed_origins: tuple[str, ...] = (), task_id: int | None = None) -> Target:
     """The Target of a task's image reference (or of a redirect's absolute URL); UnsafeReferenceError if refused."""
+    try:
+        return _resolve(reference, ls_url, allowed_origins, task_id)
+    except ValueError as error:  # urllib's own complaints: an unbalanced IPv6 bracket, a bad port
+        raise UnsafeReferenceError(f"image reference {str(reference)[:80]!r} refused: not a valid URL ({error})") from None
+
+
+def _resolve(reference: object, ls_url: str | None, allowed_origins: tuple[str, ...], task_id: int | None) -> Target:
     if not isinstance(reference, str) or not reference.strip():
         raise UnsafeReferenceError(f"image reference {str(reference)[:80]!r} is not a non-empty string")
     if len(reference) > MAX_REFERENCE_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in reference):

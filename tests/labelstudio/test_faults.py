@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -81,3 +83,19 @@ def test_persistent_5xx_give_up_in_bounded_time_with_a_clear_error(flaky: FlakyP
             client.find_project(1)
     assert time.monotonic() - started < 15 and flaky.seen > 1
     assert label_studio.credentials.token not in str(caught.value)
+
+
+def test_retry_message_reports_the_time_actually_spent() -> None:
+    # A listening socket nobody answers on: every request lasts its whole timeout, longer than the retry budget.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with LabelStudioClient(url, "0" * 40, timeout_s=1.5, retry_total_s=0.1) as client:
+            with pytest.raises(LabelStudioError, match="after retrying for") as caught:
+                client.find_project(1)
+        reported = float(re.search(r"after retrying for ([\d.]+) s", str(caught.value)).group(1))
+        assert reported >= 1.5  # at least one whole request timeout went by, whatever the retry budget says
+    finally:
+        silent.close()

@@ -19,6 +19,15 @@ from tests import lsproject
 
 pytestmark = pytest.mark.labelstudio
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HOSTILE_REFERENCES = ["/api/current-user/token", "/api/users/", "/api/current-user/whoami",
+                      "/data/upload/%2e%2e/%2e%2e/api/current-user/token"]
+
+
+def _assert_no_token(token: str, *paths: Path) -> None:
+    for folder in paths:
+        for path in [folder] if folder.is_file() else folder.rglob("*"):
+            if path.is_file():
+                assert token.encode() not in path.read_bytes(), path
 
 
 def _environment(label_studio: server.RunningServer) -> dict[str, str]:
@@ -71,14 +80,19 @@ def repository(label_studio: server.RunningServer, tmp_path_factory: pytest.Temp
             if index % 2 == 0:
                 box = [(5, 30), (60, 30), (60, 47), (5, 47)]
                 lsproject.annotate(client, built, index, "ann3", [lsproject.polygon_result("road", "road", box)])
+        # Hostile tasks: image references that would fetch the token or every user's e-mail with it.
+        hostile = client.import_tasks(built.id, [{"image": path} for path in HOSTILE_REFERENCES])
+        client.create_annotation(hostile[0], lsproject.brush_annotation(hostile[0], lsproject.scene(0)[1]), built.users["ann1"])
     root = tmp_path_factory.mktemp("repository")
     environment = _environment(label_studio)
-    _make_repository(root, built.id, tmp_path_factory.mktemp("remote"))
+    remote = tmp_path_factory.mktemp("remote")
+    _make_repository(root, built.id, remote)
     _run(["git", "init", "-q"], root, environment)
     _run(["git", "add", "-A"], root, environment)
     _run(["git", "commit", "-qm", "pipeline"], root, environment)
     first = _run(["dvc", "repro", "split"], root, environment)
-    return {"root": root, "built": built, "environment": environment, "first": first, "token": label_studio.credentials.token}
+    return {"root": root, "built": built, "environment": environment, "first": first, "token": label_studio.credentials.token,
+            "remote": remote, "hostile": hostile}
 
 
 def test_repro_writes_every_output(repository: dict) -> None:
@@ -122,10 +136,17 @@ def test_repro_trains_both_models_and_evaluates(repository: dict) -> None:
 def test_token_reaches_no_file(repository: dict) -> None:
     root, token = repository["root"], repository["token"]
     assert token not in repository["first"]  # the stages' own output (logs)
-    for path in [root / "dvc.lock", *root.joinpath("data").rglob("*"), *root.joinpath(".dvc").rglob("*"),
-                 *root.joinpath("models").rglob("*"), *root.joinpath("reports").rglob("*")]:
-        if path.is_file():
-            assert token.encode() not in path.read_bytes(), path
+    _assert_no_token(token, root / "dvc.lock", root / "data", root / ".dvc", root / "models", root / "reports")
+    _run(["dvc", "push", "-q"], root, repository["environment"])
+    assert list(repository["remote"].rglob("*")), "dvc push sent nothing"
+    _assert_no_token(token, repository["remote"])
+
+
+def test_hostile_tasks_are_rejected_without_fetching(repository: dict) -> None:
+    report = json.loads((repository["root"] / "data/reports/validation.json").read_text())
+    fates = {task["task_id"]: task for task in report["tasks"]}
+    for task_id in repository["hostile"]:
+        assert fates[task_id]["fate"] == "rejected" and "refused" in fates[task_id]["reason"]
 
 
 def test_released_version_comes_back_byte_for_byte(repository: dict, tmp_path: Path) -> None:
@@ -137,6 +158,7 @@ def test_released_version_comes_back_byte_for_byte(repository: dict, tmp_path: P
     clone = tmp_path / "clone"
     _run(["git", "clone", "-q", "--branch", "dataset-v1", str(root), str(clone)], tmp_path, environment)
     _run(["dvc", "pull", "-q"], clone, environment)
+    _assert_no_token(repository["token"], clone)  # the clone, its DVC cache and its outputs
     original = {p.name: p.read_bytes() for p in (root / "data/labels").glob("*.png")}
     restored = {p.name: p.read_bytes() for p in (clone / "data/labels").glob("*.png")}
     assert restored == original and original

@@ -68,5 +68,5 @@ def test_malformed_export_items_get_one_clear_error_each(tmp_path: Path) -> None
     report = {t["task_id"]: t for t in json.loads((tmp_path / "validation.json").read_text())["tasks"]}
     assert [a["fate"] for a in report[2]["annotations"]] == ["rejected"] * 3
     assert "not an object" in report[2]["annotations"][1]["reason"] and "task 2" in report[2]["annotations"][0]["reason"]
-    assert report[3]["fate"] == "rejected" and "image" in report[3]["reason"]
+    assert report[3]["fate"] == "rejected" and "'annotations' is a str, not a list" in report[3]["reason"]
     assert counts["annotations"] == 3 and counts["tasks"] == 2

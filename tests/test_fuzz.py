@@ -14,13 +14,17 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from pipeline.errors import PipelineError, UnsafeReferenceError
 from pipeline.labelstudio.export_reader import check_item, iter_items
 from pipeline.labelstudio.fetch import FetchSettings, ImageFetcher
 from pipeline.labelstudio.references import origin_of, resolve
+from pipeline.params import PullParams, ValidateParams
 from pipeline.stages import pull, validate
 from tests.origin import serving
+from tests.stages.test_export_items import BASE
+from tests.stages.test_export_items import LS as LS_PARAMS
 
 TOKEN = "f" * 40
 LS = "http://127.0.0.1:8999"
@@ -131,9 +135,7 @@ def test_hostile_exports_through_pull_and_validate_write_only_outputs(tmp_path_f
     root.mkdir()
     (root / "a.png").write_bytes(_PNG)
     (work / "export.json").write_bytes(_encode(items))
-    before = {p for p in work.rglob("*")}
-    from tests.stages.test_export_items import BASE, LS as LS_PARAMS
-    from pipeline.params import PullParams, ValidateParams
+    before = set(work.rglob("*"))
     try:
         pull.run(work / "raw", work / "images", LS_PARAMS, PullParams(export_file=str(work / "export.json"),
                                                                       document_root=str(root), workers=1))
@@ -151,7 +153,6 @@ def test_hostile_exports_through_pull_and_validate_write_only_outputs(tmp_path_f
 
 
 def _png_bytes() -> bytes:
-    from PIL import Image
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="PNG")
     return buffer.getvalue()

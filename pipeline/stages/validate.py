@@ -27,8 +27,8 @@ from tqdm import tqdm
 from pipeline.atomic import replace_dir, replace_file
 from pipeline.cooccurrence import COMBINATIONS, pixel_keys, write_index_map
 from pipeline.errors import PipelineError
-from pipeline.labelstudio.annotators import annotator_of
 from pipeline.images import read_size
+from pipeline.labelstudio.annotators import annotator_of
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
 from pipeline.masks import IGNORE_INDEX, write_label_map
 from pipeline.parallel import ordered_map
@@ -82,9 +82,14 @@ def _is_int(value: object) -> bool:
 
 def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> tuple[dict, dict | None]:
     """Check one snapshot line; write its good label maps; return (report entry, index entry)."""
-    record = orjson.loads(line)
-    task, image = record["task"], record["image"]
-    task_id = task["id"]
+    try:
+        record = orjson.loads(line)
+        task, image, task_id = record["task"], record["image"], record["task"]["id"]
+        if not isinstance(image, dict) or not isinstance(task, dict):
+            raise TypeError("task or image record is not an object")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+        reason = f"a line of the snapshot cannot be read ({type(error).__name__}); run pull again"
+        return {"task_id": None, "image": None, "annotations": [], "fate": "rejected", "reason": reason}, None
     # An export edited by hand may hold anything: a non-object annotation becomes an object that
     # fails validation with a reason, instead of a traceback.
     annotations = [a if isinstance(a, dict) else {"id": None, "result": None, "_malformed": f"is a {type(a).__name__}, not an object"}

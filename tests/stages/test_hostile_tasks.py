@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -110,7 +110,7 @@ def read_rgb(path: Path, max_side: int = 16384) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 upright = ImageOps.exif_transpose(image)
-                pixels = np.asarray(upright.convert("RGB"))
+                pixels = np.array(upright.convert("RGB"))  # a writable copy: torch.from_numpy wants one
         except DECODE_ERRORS as error:
             raise ImageError(f"image {path} cannot be decoded ({type(error).__name__}); re-upload it") from None
     if pixels.shape[:2] != (height, width):

@@ -109,8 +109,8 @@ def _encode(items: list) -> bytes:
 @FUZZ
 @given(items=st.lists(TASKS | JSON, max_size=4))
 def test_export_reader_yields_clean_tasks_or_reasons(items) -> None:
-    for position, item in enumerate(iter_items(io.BytesIO(_encode(items)), Path("export.json"))):
-        checked = check_item(position, item)
+    for position, (item, strict) in enumerate(iter_items(io.BytesIO(_encode(items)), Path("export.json"))):
+        checked = check_item(position, item, strict)
         assert checked.task is not None or checked.problem
         if checked.task is not None:
             orjson.loads(orjson.dumps(checked.task))
@@ -121,8 +121,8 @@ def test_export_reader_yields_clean_tasks_or_reasons(items) -> None:
 @given(data=st.binary(max_size=80) | st.text(max_size=80).map(str.encode))
 def test_export_reader_on_any_bytes_raises_only_its_error(data) -> None:
     try:
-        for position, item in enumerate(iter_items(io.BytesIO(data), Path("export.json"))):
-            check_item(position, item)
+        for position, (item, strict) in enumerate(iter_items(io.BytesIO(data), Path("export.json"))):
+            check_item(position, item, strict)
     except PipelineError:
         pass
 

@@ -26,7 +26,6 @@ import orjson
 from pipeline.errors import PipelineError
 
 READ_SIZE = 1 << 20
-NON_FINITE = "\x00segpipe:non-finite\x00"  # stands in for the number while the item is checked
 NON_FINITE_REASON = "holds a non-finite number (NaN, Infinity or an overflow such as 1e309)"
 LIST_FIELDS = ("annotations", "predictions")
 
@@ -40,20 +39,9 @@ class ExportItem:
     problem: str | None = None    # why the task (or the item) is rejected
 
 
-NON_FINITE_SEEN = [0]  # how many stand-ins the decoder produced: an item is walked only when it holds one
-
-
-def _non_finite(_: str) -> str:
-    NON_FINITE_SEEN[0] += 1
-    return NON_FINITE
-
-
-def _finite_float(text: str) -> Any:
-    value = float(text)
-    return value if math.isfinite(value) else _non_finite(text)
-
-
-DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_non_finite)
+DECODER = json.JSONDecoder()  # the C decoder: NaN, Infinity and 1e309 come out as non-finite floats, caught below
+DIGIT_RUNS = str.maketrans({**{chr(c): " " for c in range(128)}, **{d: "0" for d in "0123456789"}})
+LONGEST_SAFE_DIGITS = "0" * 19  # 19 digits and more may leave the 64-bit range
 
 
 class _Stream:
@@ -94,8 +82,8 @@ class _Stream:
                              f"{self.byte_offset(position)}")
 
 
-def iter_items(handle: BinaryIO, path: Path) -> Iterator[Any]:
-    """The values of the top-level JSON list in `handle`, one by one."""
+def iter_items(handle: BinaryIO, path: Path) -> Iterator[tuple[Any, bool]]:
+    """(value, known to be strict JSON) for each item of the top-level list in `handle`."""
     stream = _Stream(handle, path)
     position = stream.skip_space(0)
     if stream.text[position : position + 1] != "[":
@@ -104,10 +92,21 @@ def iter_items(handle: BinaryIO, path: Path) -> Iterator[Any]:
     if stream.text[position : position + 1] == "]":
         return _check_end(stream, position + 1)
     while True:
+        start = position
         value, position = _decode_one(stream, position)
-        yield value
-        stream.drop(position)
-        position = stream.skip_space(0)
+        raw = stream.text[start:position]
+        # orjson rejects NaN, Infinity and 1e309, but would turn an integer past 64 bits into a float:
+        # such items (19 digits in a row, rare) and rejected ones are checked by check_item instead.
+        try:
+            if LONGEST_SAFE_DIGITS in raw.translate(DIGIT_RUNS):
+                raise orjson.JSONDecodeError("long digit run", raw, 0)
+            yield orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            yield value, False
+        if position > READ_SIZE:  # forget what was read, now and then: slicing per item would copy the buffer each time
+            stream.drop(position)
+            position = 0
+        position = stream.skip_space(position)
         following = stream.text[position : position + 1]
         if following == "]":
             _check_end(stream, position + 1)
@@ -135,41 +134,40 @@ def _check_end(stream: _Stream, position: int) -> None:
         raise stream.fail(position, "unexpected content after the list")
 
 
-def _holds(value: Any, marker: str) -> bool:
-    if isinstance(value, dict):
-        return any(_holds(v, marker) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds(v, marker) for v in value)
-    return value == marker
+def _problem(value: Any) -> str | None:
+    """Why `value` cannot go into the snapshot as strict JSON, or None (C encoders only: no walk)."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        return NON_FINITE_REASON
+    if LONGEST_SAFE_DIGITS in text.translate(DIGIT_RUNS):
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            return "holds an integer outside the 64-bit range"
+    return None
 
 
 def _blank(value: Any) -> Any:
+    """`value` with non-finite floats and integers past 64 bits replaced by None."""
     if isinstance(value, dict):
         return {k: _blank(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_blank(v) for v in value]
-    return None if value == NON_FINITE else value
+    if isinstance(value, float) and not math.isfinite(value) or isinstance(value, int) and abs(value) >= 2**63:
+        return None
+    return value
 
 
-def _encodable(value: Any, flagged: bool = True) -> bool:
-    try:
-        orjson.dumps(value)
-    except TypeError:  # an integer outside the 64-bit range: no strict reader takes it
-        return False
-    return not (flagged and _holds(value, NON_FINITE))
-
-
-def _malformed(annotation: Any) -> dict:
+def _malformed(annotation: Any, reason: str) -> dict:
     identifier = annotation.get("id") if isinstance(annotation, dict) else None
-    reason = NON_FINITE_REASON if isinstance(annotation, dict) and _holds(annotation, NON_FINITE) else \
-        "holds an integer outside the 64-bit range"
     return {"id": identifier if isinstance(identifier, int) and abs(identifier) < 2**63 else None, "_malformed": reason}
 
 
-def check_item(position: int, item: Any, flagged: bool = True) -> ExportItem:
+def check_item(position: int, item: Any, strict: bool = False) -> ExportItem:
     """One export item as a task to snapshot, a task rejected as a whole, or a rejected item.
 
-    `flagged`: the decoder met a non-finite number in this item (False skips looking for one).
+    `strict`: the item is already known to hold no non-finite number nor huge integer.
     """
     if not isinstance(item, dict):
         return ExportItem(position, None, f"export item {position} is a {type(item).__name__}, not a task object")
@@ -181,12 +179,13 @@ def check_item(position: int, item: Any, flagged: bool = True) -> ExportItem:
         if task.get(name) is not None and not isinstance(task[name], list):
             problems.append(f"'{name}' is a {type(task[name]).__name__}, not a list")
             task[name] = []
-    if not _encodable(task, flagged):
+    if not strict and _problem(task) is not None:
         if isinstance(task.get("annotations"), list):
-            task["annotations"] = [a if _encodable(a) else _malformed(a) for a in task["annotations"]]
-    if not _encodable(task, flagged):
-        problems.append(NON_FINITE_REASON + " or an integer outside the 64-bit range outside its annotations")
-        task = {key: _blank(value) for key, value in task.items() if _encodable(_blank(value))}
+            task["annotations"] = [a if (why := _problem(a)) is None else _malformed(a, why) for a in task["annotations"]]
+        why = _problem(task)
+        if why is not None:
+            problems.append(f"{why} outside its annotations")
+            task = _blank(task)
     if problems:
         return ExportItem(position, task, f"task {task_id}: {'; '.join(problems)}; fix the export")
     return ExportItem(position, task)
@@ -196,9 +195,7 @@ def iter_export(path: Path) -> Iterator[ExportItem]:
     """Every item of the export file at `path`, checked (see `check_item`), streamed."""
     try:
         with open(path, "rb") as handle:
-            seen = NON_FINITE_SEEN[0]
-            for position, item in enumerate(iter_items(handle, Path(path))):
-                yield check_item(position, item, NON_FINITE_SEEN[0] != seen)
-                seen = NON_FINITE_SEEN[0]
+            for position, (item, strict) in enumerate(iter_items(handle, Path(path))):
+                yield check_item(position, item, strict)
     except RecursionError:
         raise PipelineError(f"{path}: an item is nested too deeply to be a Label Studio task") from None

@@ -1,4 +1,4 @@
-"""Fetch one task image by its reference, safely: the public entry is `ImageFetcher.fetch`.
+"""Fetch task images by their references, safely: `fetch` (one) or `ImageFetcher.fetch` (many).
 
 - The reference is resolved by `pipeline.labelstudio.references` (allowed shapes only); the
   Label Studio token goes only with the shapes that need it, on the server's origin.
@@ -202,3 +202,9 @@ class ImageFetcher:
         if suffix is None:
             raise FetchError(f"{where} answered content that is not a PNG, JPEG, GIF, BMP, TIFF or WebP image; nothing was stored", status)
         return Fetched(bytes(body), response.headers.get("ETag"), suffix)
+
+
+def fetch(reference: object, settings: FetchSettings, *, etag: str | None = None, task_id: int | None = None) -> Fetched:
+    """One image under `settings`, with a connection opened and closed for it (use ImageFetcher for many)."""
+    with ImageFetcher(settings) as fetcher:
+        return fetcher.fetch(reference, etag, task_id)

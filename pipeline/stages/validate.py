@@ -6,7 +6,9 @@ Every task and every annotation of the export gets exactly one fate in the repor
   skipped   not used on purpose: cancelled by the annotator, superseded by the same
             annotator's newer annotation of the task, or (for a task) no annotation yet,
             which makes it a candidate for pre-annotation
-so the counts add up to the export's. One bad annotation never hides the good annotations
+so the counts add up to the export's. An annotation whose annotator is unknown (a deleted user)
+is its own annotator, `anon-a<annotation id>` (see pipeline.labelstudio.annotators); export
+items pull could not read as tasks (data/raw/rejected.jsonl) are reported as rejected tasks. One bad annotation never hides the good annotations
 of the same task. Overlaps between classes inside one annotation: the later region wins
 (see pipeline.labelstudio.results).
 """

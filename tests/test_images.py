@@ -10,6 +10,8 @@ from PIL import Image
 
 from pipeline.errors import ImageError
 from pipeline.images import image_suffix, pixel_budget, read_rgb, read_size
+from pipeline.masks import write_label_map
+from pipeline.training.data import Sample, read_pair
 from tests import imagefiles
 
 
@@ -79,3 +81,12 @@ def test_oversized_side_is_refused(tmp_path: Path) -> None:
                                                (b"<html>", None), (b'{"id": 1}', None), (b"", None)])
 def test_image_suffix_by_magic_bytes(head: bytes, suffix: str | None) -> None:
     assert image_suffix(head) == suffix
+
+
+def test_training_reads_the_displayed_orientation_validate_sized(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    imagefiles.rotated_jpeg(path, 6, height=20, width=40)
+    height, width = read_size(path, 100)  # what validate sizes the label maps by
+    write_label_map(tmp_path / "label.png", np.zeros((height, width), np.uint8))
+    image, label = read_pair(Sample(1, path, tmp_path / "label.png", "photo.jpg"))
+    assert image.shape == (40, 20, 3) and label.shape == (40, 20)

@@ -27,6 +27,8 @@ def serve(
     document_root: Path = typer.Option(None, help="Root for local-files storage (default: DATA_DIR/files)."),
     stop: bool = typer.Option(False, "--stop", help="Stop the server started from DATA_DIR."),
     env: bool = typer.Option(False, "--env", help="Start if needed, then print `export` lines for eval."),
+    local_ml_backends: bool = typer.Option(False, "--local-ml-backends",
+                                           help="Let the server call ML backends on 127.0.0.1 (ml-backend --connect)."),
 ) -> None:
     """Start a local Label Studio (SQLite, offline) in the background, or stop it."""
     from pipeline.labelstudio import server
@@ -37,7 +39,7 @@ def serve(
         return
     if not env:
         console.print(f"Starting Label Studio from {data_dir} (the first start migrates its database, about 20 s)...")
-    running = server.start(data_dir=data_dir, port=port, document_root=document_root)
+    running = server.start(data_dir=data_dir, port=port, document_root=document_root, local_ml_backends=local_ml_backends)
     if env:
         for name, value in running.env().items():
             print(f"export {name}={shlex.quote(value)}")
@@ -199,6 +201,55 @@ def review_stats(
     values = read_params(params)
     summary = stage.run(raw, report, *(load_section(s, params, values) for s in ("base", "labelstudio", "validate")))
     console.print_json(data=summary)
+
+
+@app.command("ml-backend")
+def ml_backend(
+    model: Path = typer.Option(Path("models/best.pt"), help="Checkpoint to serve; a replaced file is picked up without a restart."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(9090, help="Port to listen on."),
+    url: str = typer.Option(None, help="The backend's address as Label Studio reaches it (default http://HOST:PORT)."),
+    connect: bool = typer.Option(False, "--connect", help="Register with labelstudio.project once listening."),
+    train_command: str = typer.Option("dvc repro train", help="What the 'Start training' button runs."),
+    train_log: Path = typer.Option(Path(".segpipe/ml-backend/train.log"), help="Log file of training runs."),
+    cache: Path = typer.Option(Path(".segpipe/ml-backend/images"), help="Folder for fetched task images (by hash)."),
+    params: Path = PARAMS,
+) -> None:
+    """Serve the model over Label Studio's ML backend protocol (/health, /setup, /predict, /webhook)."""
+    import os
+
+    from pipeline.labelstudio.client import LabelStudioClient
+    from pipeline.mlbackend import serve as backend_serve
+    from pipeline.params import load_section, read_params
+
+    values = read_params(params)
+    sections = [load_section(s, params, values) for s in ("base", "labelstudio", "pull", "preannotate")]
+    options = backend_serve.ServeOptions(model, host, port, url, train_command, train_log, cache, Path.cwd())
+    client = LabelStudioClient.from_env() if connect or os.environ.get("LABEL_STUDIO_URL") else None
+    backend = backend_serve.build_backend(options, *sections, client)
+    console.print(f"ml-backend: serving {model} ({backend.model.current().version}) on {options.public_url}")
+    backend_serve.serve(backend, options, client, sections[1].project if connect else None)
+
+
+@app.command()
+def promote(
+    model: Path = typer.Option(Path("models/best.pt"), help="The checkpoint a person chose."),
+    raw: Path = typer.Option(Path("data/raw"), help="Snapshot folder written by pull (tasks)."),
+    images: Path = typer.Option(Path("data/images"), help="Image folder written by pull."),
+    agreement: Path = typer.Option(Path("data/reports/agreement.json"), help="agreement.json (for tasks: low_agreement)."),
+    report: Path = typer.Option(Path("reports/promote.json"), help="Report of what was pushed."),
+    uncertainty: Path = typer.Option(Path("reports/promote_uncertainty.csv"), help="CSV of the pushed tasks."),
+    live: Path = typer.Option(Path("models/live.pt"), help="Copy of the promoted checkpoint, for `ml-backend --model`."),
+    params: Path = PARAMS,
+) -> None:
+    """Push a chosen model's predictions and make its version the one annotators see."""
+    from pipeline.params import load_section, read_params
+    from pipeline.stages import promote as stage
+
+    values = read_params(params)
+    summary = stage.run(model, live, raw, images, agreement, report, uncertainty,
+                        *(load_section(s, params, values) for s in ("base", "labelstudio", "preannotate")))
+    console.print("promote: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
 
 
 @app.command()

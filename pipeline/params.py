@@ -123,6 +123,7 @@ class PreannotateParams:
     push_batch: int = 500
     device: str = "auto"
     threads: int = 1
+    push: bool = True                          # false: predict and report, send nothing (promote sends)
 
 
 SECTIONS: dict[str, type] = {

@@ -51,6 +51,7 @@ class RunningServer:
     credentials: Credentials
     data_dir: Path
     document_root: Path
+    local_ml_backends: bool = False   # may call ML backends on 127.0.0.1
 
     def env(self) -> dict[str, str]:
         """The variables the pipeline reads to reach this server (and to check local-files paths here)."""
@@ -108,8 +109,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def server_environment(data_dir: Path, document_root: Path, credentials: Credentials) -> dict[str, str]:
-    """Environment for an offline, non-interactive Label Studio with a known admin and token."""
+def server_environment(data_dir: Path, document_root: Path, credentials: Credentials,
+                       local_ml_backends: bool = False) -> dict[str, str]:
+    """Environment for an offline, non-interactive Label Studio with a known admin and token.
+
+    `local_ml_backends` lets the server call an ML backend on 127.0.0.1 (Label Studio refuses
+    private addresses by default: `POST /api/ml/` answers 403).
+    """
     environment = {key: value for key, value in os.environ.items() if not key.startswith("LABEL_STUDIO_")}
     environment.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir.resolve()),
@@ -128,6 +134,8 @@ def server_environment(data_dir: Path, document_root: Path, credentials: Credent
         COLLECT_ANALYTICS="false",
         DEBUG="false",
     )
+    if local_ml_backends:
+        environment.update(ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false")
     return environment
 
 
@@ -188,6 +196,7 @@ def running_server(data_dir: Path = DEFAULT_DATA_DIR) -> RunningServer | None:
         credentials=load_or_create_credentials(data_dir),
         data_dir=data_dir,
         document_root=Path(record["document_root"]),
+        local_ml_backends=bool(record.get("local_ml_backends")),
     )
 
 
@@ -197,14 +206,19 @@ def start(
     document_root: Path | None = None,
     host: str = "127.0.0.1",
     timeout: float = START_TIMEOUT_S,
+    local_ml_backends: bool = False,
 ) -> RunningServer:
     """Start label-studio in the background and wait until it is healthy.
 
     Reuses a healthy server already recorded in `data_dir`. Refuses a busy port instead of
-    letting Label Studio drift to the next one.
+    letting Label Studio drift to the next one. `local_ml_backends` allows ML backends on
+    loopback (see `server_environment`).
     """
     existing = running_server(data_dir)
     if existing is not None:
+        if local_ml_backends and not existing.local_ml_backends:
+            raise ServerError(f"the Label Studio running from {data_dir} was started without local ML backends allowed; "
+                              f"stop it (python -m pipeline serve --stop --data-dir {data_dir}) and start it again")
         return existing
     if not port_is_free(host, port):
         raise ServerError(f"port {port} on {host} is busy; stop what listens there or pass another port (--port)")
@@ -219,16 +233,16 @@ def start(
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
-            env=server_environment(data_dir, document_root, credentials),
+            env=server_environment(data_dir, document_root, credentials, local_ml_backends),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so stop() takes its children too
         )
     _wait_healthy(url, process, log_path, timeout)
-    record = {"pid": process.pid, "url": url, "document_root": str(document_root)}
+    record = {"pid": process.pid, "url": url, "document_root": str(document_root), "local_ml_backends": local_ml_backends}
     _pid_file(data_dir).write_text(json.dumps(record))
-    return RunningServer(url, process.pid, credentials, data_dir, document_root)
+    return RunningServer(url, process.pid, credentials, data_dir, document_root, local_ml_backends)
 
 
 def _terminate(pid: int, grace_s: float = 15.0) -> None:

@@ -13,40 +13,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.atomic import replace_file, write_json
-from pipeline.errors import ParamsError, TrainingError
+from pipeline.errors import ParamsError
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
 from pipeline.stages.pull import snapshot_records
-from pipeline.preannotation import model_version, prediction_record, select_tasks, uncertainty_rows
-from pipeline.training.checkpoint import checkpoint_params, load_checkpoint, model_from_checkpoint
-from pipeline.training.data import collate_eval, read_image
-from pipeline.training.distributed import resolve_device, set_cpu_threads
-from pipeline.training.predict import amp_dtype, predict_batch
-from pipeline.training.transforms import eval_image
-
-
-class SnapshotImages(Dataset):
-    """Task images of the snapshot at evaluation scale: item -> ((3, h, w), (H, W) placeholder, index)."""
-
-    def __init__(self, paths: list[Path], base_size: int | None):
-        self.paths, self.base_size = paths, base_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        image = read_image(self.paths[i])
-        # predict_batch sizes its output like the label map; unlabeled tasks have none, so a blank one.
-        blank = torch.full(image.shape[:2], 255, dtype=torch.uint8)
-        return eval_image(torch.from_numpy(image).permute(2, 0, 1), self.base_size), blank, i
+from pipeline.predictor import load_predictor, predict_files
+from pipeline.preannotation import select_tasks, uncertainty_rows
 
 
 def review_ids(agreement_path: Path | None) -> list[int]:
@@ -58,26 +37,11 @@ def review_ids(agreement_path: Path | None) -> list[int]:
 def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, base: BaseParams,
                     params: PreannotateParams, to_name: str) -> tuple[str, list[dict]]:
     """Run the checkpoint on the images; returns (model_version, one prediction record per task)."""
-    state = load_checkpoint(checkpoint)
-    if state["classes"] != base.names:
-        raise TrainingError(f"{checkpoint} predicts {state['classes']}, base.classes are {base.names}; train again")
-    train_params = checkpoint_params(state)
-    version = model_version(params.model_name or train_params.architecture.lower(), checkpoint)
-    device = resolve_device(params.device)
-    set_cpu_threads(params.threads, device)
-    model = model_from_checkpoint(state, device)
-    loader = DataLoader(SnapshotImages(images, train_params.base_size), batch_size=params.batch_size, collate_fn=collate_eval,
-                        pin_memory=device.type == "cuda")
-    dtype = amp_dtype(device, "auto")
-    records = []
+    predictor = load_predictor(checkpoint, base.names, params.model_name, params.device, params.threads)
     with tqdm(total=len(images), desc="preannotate: predict", unit="image") as bar:
-        for batch in loader:
-            for item in predict_batch(model, batch, device, dtype):
-                task_id = tasks[item.index]["id"]
-                records.append(prediction_record(task_id, item.pred, item.confidence, base.names, version,
-                                                 params.brush_tag, to_name))
-            bar.update(len(batch.indices))
-    return version, records
+        records = predict_files(predictor, images, [task["id"] for task in tasks], params.brush_tag, to_name,
+                                params.batch_size, bar.update)
+    return predictor.version, records
 
 
 def _regions(result: list[dict]) -> list[tuple]:
@@ -119,9 +83,29 @@ def push(client: LabelStudioClient, project_id: int, version: str, records: list
     return gone
 
 
+def push_blocked(params: PreannotateParams, environment: dict[str, str] | None = None) -> str | None:
+    """Why this run must send nothing to the live project, or None when it may push.
+
+    `dvc exp run` sets DVC_EXP_NAME / DVC_EXP_BASELINE_REV in a stage's environment: a throwaway
+    experiment's model must never reach what annotators see; `python -m pipeline promote` does that
+    on purpose.
+    """
+    environment = os.environ if environment is None else environment
+    experiment = environment.get("DVC_EXP_NAME") or environment.get("DVC_EXP_BASELINE_REV")
+    if experiment:
+        return f"running under dvc exp run ({experiment}); promote the model to push it"
+    if not params.push:
+        return "preannotate.push is false; promote the model to push it"
+    return None
+
+
 def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path | None, report_path: Path, uncertainty_path: Path,
-        base: BaseParams, ls: LabelStudioParams, params: PreannotateParams) -> dict:
-    """Pre-annotate the chosen tasks of the snapshot; write the report and the uncertainty CSV."""
+        base: BaseParams, ls: LabelStudioParams, params: PreannotateParams, promote: bool = False) -> dict:
+    """Pre-annotate the chosen tasks of the snapshot; write the report and the uncertainty CSV.
+
+    Predictions are pushed (and the project's model_version set) unless `push_blocked` says
+    otherwise; `promote=True` pushes regardless, for a model a person chose.
+    """
     if params.push_batch < 100:
         raise ParamsError(f"preannotate.push_batch={params.push_batch}: use at least 100 predictions per request")
     project = json.loads((raw_dir / "project.json").read_text())
@@ -132,20 +116,24 @@ def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path 
     pairs = [(task, image) for task, image in pairs if task["id"] in chosen]
     tasks, images = [task for task, _ in pairs], [images_dir / image["file"] for _, image in pairs]
     version, records = predict_records(tasks, images, checkpoint, base, params, ls.image_tag) if tasks else (None, [])
+    blocked = None if promote else push_blocked(params)
+    if blocked:
+        tqdm.write(f"preannotate: nothing sent to Label Studio: {blocked}")
     skipped: list[int] = []
-    if records:
+    if records and not blocked:
         with LabelStudioClient.from_env() as client:
             skipped = push(client, project["id"], version, records, params.push_batch)
-    pushed = [r for r in records if r["task"] not in set(skipped)]
-    rows = uncertainty_rows(pushed, project["id"])
+    kept = [r for r in records if r["task"] not in set(skipped)]
+    rows = uncertainty_rows(kept, project["id"])
     with replace_file(uncertainty_path) as handle:
         writer = csv.DictWriter(handle, fieldnames=["task_id", "score", "regions", "link"])
         writer.writeheader()
         writer.writerows(rows)
-    scores = [r["score"] for r in pushed]
-    report = {"model_version": version, "tasks_selected": len(tasks), "predictions_pushed": len(pushed),
+    scores = [r["score"] for r in kept]
+    report = {"model_version": version, "tasks_selected": len(tasks), "predictions_pushed": 0 if blocked else len(kept),
+              "pushed": not blocked, "not_pushed_because": blocked,
               "tasks_skipped_deleted": sorted(skipped), "selection": params.tasks, "project_id": project["id"],
               "mean_score": round(float(np.mean(scores)), 6) if scores else None,
-              "tasks": [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"])} for r in pushed]}
+              "tasks": [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"])} for r in kept]}
     write_json(report_path, report)
     return {k: v for k, v in report.items() if k != "tasks"}

@@ -282,11 +282,12 @@ def seed(
 def demo(
     port: int = typer.Option(8080, help="Port of the local Label Studio on 127.0.0.1."),
     data_dir: Path = typer.Option(Path(".labelstudio"), help="The local Label Studio's folder."),
+    images: int = typer.Option(150, help="Synthetic scenes in a newly seeded project."),
 ) -> None:
-    """Start a local Label Studio, seed a simulated-crowd project and run the whole pipeline."""
+    """Start a local Label Studio, seed a simulated-crowd project, run the pipeline and close the loop."""
     from pipeline import demo as runner
 
-    runner.main(port, data_dir, console)
+    runner.main(port, data_dir, console, images)
 
 
 def main() -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.results import label_map_to_brush_results
+from pipeline.mlbackend.connect import connect
+from pipeline.predictor import load_predictor, predict_files
 from tests import lsproject
+from tests.mlbackend.helpers import live_backend, task_predictions, write_checkpoint
 
 pytestmark = pytest.mark.labelstudio
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,16 +34,8 @@ def browser():
         launched.close()
 
 
-def test_reviewer_sees_the_predicted_regions_in_the_editor(label_studio: server.RunningServer, project_files: Path,
-                                                           browser, tmp_path: Path) -> None:
-    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
-        built = lsproject.create_project(client, project_files, "browser review", count=1)
-        task_id = built.task_ids[0]
-        truth = lsproject.scene(0)[1]
-        result = label_map_to_brush_results(truth, lsproject.CLASSES, task_id=task_id, from_name="brush", to_name="image")
-        client.import_predictions(built.id, [{"task": task_id, "model_version": "unet-0badcafe", "score": 0.42, "result": result}])
-        client.set_model_version(built.id, "unet-0badcafe")
-
+def _logged_in_page(browser, label_studio: server.RunningServer):
+    """A page logged in as the admin that may talk to 127.0.0.1 only; returns (page, blocked URLs)."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     blocked: list[str] = []
 
@@ -56,6 +52,20 @@ def test_reviewer_sees_the_predicted_regions_in_the_editor(label_studio: server.
     page.fill("input[name=password]", label_studio.credentials.password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/user/login" not in url)
+    return page, blocked
+
+
+def test_reviewer_sees_the_predicted_regions_in_the_editor(label_studio: server.RunningServer, project_files: Path,
+                                                           browser, tmp_path: Path) -> None:
+    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+        built = lsproject.create_project(client, project_files, "browser review", count=1)
+        task_id = built.task_ids[0]
+        truth = lsproject.scene(0)[1]
+        result = label_map_to_brush_results(truth, lsproject.CLASSES, task_id=task_id, from_name="brush", to_name="image")
+        client.import_predictions(built.id, [{"task": task_id, "model_version": "unet-0badcafe", "score": 0.42, "result": result}])
+        client.set_model_version(built.id, "unet-0badcafe")
+
+    page, blocked = _logged_in_page(browser, label_studio)
     page.goto(f"{label_studio.url}/projects/{built.id}/data?task={task_id}")
     titles = page.locator(".lsf-outliner-item__title")
     titles.first.wait_for(timeout=60_000)
@@ -65,3 +75,27 @@ def test_reviewer_sees_the_predicted_regions_in_the_editor(label_studio: server.
     assert sorted(t.strip() for t in titles.all_inner_texts()) == sorted(lsproject.CLASSES)
     assert screenshot.read_bytes()[:4] == b"\x89PNG"
     print(f"screenshot: {screenshot}; requests kept from leaving the machine: {len(blocked)}")
+
+
+def test_opening_a_task_shows_the_live_prediction(label_studio: server.RunningServer, project_files: Path, browser,
+                                                  tmp_path: Path) -> None:
+    checkpoint = write_checkpoint(tmp_path / "best.pt", seed=3)
+    with live_backend(label_studio, checkpoint, tmp_path) as live:
+        built = lsproject.create_project(live.client, project_files, "browser live", count=1)
+        task_id = built.task_ids[0]
+        version = live.backend.model.announce()
+        connect(live.client, built.id, live.url, version)
+        assert task_predictions(live.client, built.id)[task_id] == []  # no batch prediction
+        predictor = load_predictor(checkpoint, lsproject.CLASSES, None, "cpu", 1)
+        [record] = predict_files(predictor, [project_files / "seq0_000.png"], [task_id], "brush", "image")
+        expected = sorted(region["value"]["brushlabels"][0] for region in record["result"])
+        page, _ = _logged_in_page(browser, label_studio)
+        page.goto(f"{label_studio.url}/projects/{built.id}/data?task={task_id}")
+        titles = page.locator(".lsf-outliner-item__title")
+        titles.first.wait_for(timeout=60_000)
+        page.get_by_text(version).first.wait_for(timeout=10_000)
+        page.screenshot(path=str(tmp_path / "editor-with-live-prediction.png"))
+        assert sorted(t.strip() for t in titles.all_inner_texts()) == expected
+        assert httpx.get(f"{live.url}/status").json()["predict_requests"] >= 1  # opening the task asked the backend
+        [stored] = task_predictions(live.client, built.id)[task_id]
+        assert stored["model_version"] == version

@@ -195,9 +195,12 @@ class LabelStudioClient:
         username = email.split("@")[0]
         return self.call(f"create user {email}", self.sdk.users.create, email=email, username=username).id
 
-    def create_annotation(self, task_id: int, result: list[dict], completed_by: int, *, was_cancelled: bool = False, lead_time: float | None = None) -> int:
-        """Submit one annotation on behalf of a user; returns its id."""
+    def create_annotation(self, task_id: int, result: list[dict], completed_by: int, *, was_cancelled: bool = False,
+                          lead_time: float | None = None, parent_prediction: int | None = None) -> int:
+        """Submit one annotation on behalf of a user (started from `parent_prediction`, if given); returns its id."""
         extra = {} if lead_time is None else {"lead_time": lead_time}
+        if parent_prediction is not None:
+            extra["parent_prediction"] = parent_prediction
         annotation = self.call(
             f"create annotation on task {task_id}",
             self.sdk.annotations.create,

@@ -29,8 +29,9 @@ from pipeline.errors import ServerError
 DEFAULT_DATA_DIR = Path(".labelstudio")
 DEFAULT_PORT = 8080
 ADMIN_EMAIL = "admin@localhost"
-# The first start runs all Django migrations (about 20 s on 2 cores); later starts take seconds.
-START_TIMEOUT_S = 180.0
+# The first start runs all Django migrations (about 20 s on 2 idle cores, minutes on busy ones);
+# later starts take seconds.
+START_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)

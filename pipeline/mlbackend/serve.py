@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from pipeline.errors import LabelStudioError, ParamsError, PipelineError
 from pipeline.labelstudio.client import LabelStudioClient
@@ -117,9 +118,9 @@ def serve(backend: Backend, options: ServeOptions, client: LabelStudioClient | N
 
 
 @contextlib.contextmanager
-def serving_in_thread(backend: Backend, host: str, port: int, timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve in a background thread of this process (tests, benchmarks); yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(backend), host=host, port=port, log_level="warning"))
+def serving_app_in_thread(app: FastAPI, host: str, port: int, timeout_s: float = 30.0) -> Iterator[str]:
+    """Serve an app in a background thread of this process (tests, benchmarks); yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
@@ -132,4 +133,13 @@ def serving_in_thread(backend: Backend, host: str, port: int, timeout_s: float =
     finally:
         server.should_exit = True
         thread.join(timeout_s)
+
+
+@contextlib.contextmanager
+def serving_in_thread(backend: Backend, host: str, port: int) -> Iterator[str]:
+    """The backend's app served in a background thread; a training run still going is ended on exit."""
+    try:
+        with serving_app_in_thread(create_app(backend), host, port) as url:
+            yield url
+    finally:
         backend.training.stop()

@@ -2,24 +2,33 @@
 
 For every submitted annotation of a task that held a prediction created before it, the IoU
 between that prediction and what the human submitted, and the share of pixels the human
-changed; and `lead_time` (seconds in the editor) with a prediction against without one.
+changed, overall and per class; and `lead_time` (seconds in the editor) with a prediction
+against without one. Annotations that record `parent_prediction` (the person started from the
+prediction in the editor) are compared with that prediction and set against from-scratch
+annotations of predicted tasks: how much of the prediction people kept when they started from
+it versus how far independent work lies from it. Everything is also given per model_version,
+so a retrained model can be compared with the previous one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.atomic import write_json
+from pipeline.atomic import replace_file, write_json
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.results import annotation_to_label_map
 from pipeline.masks import IGNORE_INDEX
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
-from pipeline.preannotation import mask_agreement, summarise_effect
+from pipeline.preannotation import class_agreement, compare_starts, effect_markdown, mask_agreement, summarise_effect
 from pipeline.stages.pull import snapshot_records
 
 
 def _earlier_prediction(task: dict, annotation: dict) -> dict | None:
-    """The newest prediction of the task created before the annotation, if any."""
+    """The prediction the annotation started from, else the newest one of the task created before it."""
+    parent = annotation.get("parent_prediction")
+    parents = [p for p in task.get("predictions") or [] if isinstance(p, dict) and parent is not None and p.get("id") == parent]
+    if parents:
+        return parents[0]
     created = str(annotation.get("created_at") or "")
     earlier = [p for p in task.get("predictions") or [] if isinstance(p, dict) and str(p.get("created_at") or "") < created]
     return max(earlier, key=lambda p: (str(p.get("created_at")), p.get("id", 0))) if earlier else None
@@ -29,7 +38,8 @@ def annotation_effect(task: dict, annotation: dict, classes: list[str], control_
     """One row: lead time, and IoU/changed share against the earlier prediction; None if undecodable."""
     prediction = _earlier_prediction(task, annotation)
     row = {"task_id": task["id"], "annotation_id": annotation.get("id"), "lead_time": annotation.get("lead_time"),
-           "model_version": prediction.get("model_version") if prediction else None}
+           "model_version": prediction.get("model_version") if prediction else None,
+           "started_from_prediction": prediction is not None and annotation.get("parent_prediction") == prediction.get("id")}
     if prediction is None:
         return row
     try:
@@ -40,6 +50,7 @@ def annotation_effect(task: dict, annotation: dict, classes: list[str], control_
     except PipelineError:
         return None  # validate reports broken annotations; here they just do not count
     row["iou"], row["changed"] = mask_agreement(predicted, submitted, len(classes))
+    row["per_class"] = class_agreement(predicted, submitted, classes)
     return row
 
 
@@ -58,10 +69,17 @@ def run(raw_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParam
     by_version: dict[str, list[dict]] = {}
     for row in with_prediction:
         by_version.setdefault(row["model_version"], []).append(row)
+    summary["start"] = compare_starts(with_prediction, base.names)
     report = {
         "summary": summary,
-        "by_model_version": {version: summarise_effect(rows, without_prediction) for version, rows in sorted(by_version.items())},
+        "by_model_version": {version: {**summarise_effect(rows, without_prediction), "start": compare_starts(rows, base.names)}
+                             for version, rows in sorted(by_version.items())},
         "annotations": sorted(with_prediction, key=lambda r: (r["task_id"], r["annotation_id"] or 0)),
     }
     write_json(report_path, report)
+    tables = [effect_markdown(summary["start"], base.names, "All model versions")]
+    tables += [effect_markdown(entry["start"], base.names, f"model_version {version}")
+               for version, entry in report["by_model_version"].items()]
+    with replace_file(report_path.with_suffix(".md")) as handle:
+        handle.write("\n".join(tables))
     return summary

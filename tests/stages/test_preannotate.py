@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.results import annotation_to_label_map
 from pipeline.models import build_model
 from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
-from pipeline.stages import preannotate, pull
+from pipeline.stages import preannotate, promote, pull
 from pipeline.training.checkpoint import save_checkpoint
 from tests import lsproject
 
@@ -143,3 +144,31 @@ def test_server_lost_mid_push_then_rerun_converges(tmp_path_factory, monkeypatch
         assert sorted(len(v) for v in found.values()) == [1] * 103
     finally:
         server.stop(data_dir)
+
+
+def test_experiment_run_pushes_nothing_and_promote_does(label_studio, tmp_path_factory, monkeypatch) -> None:
+    case = _project(label_studio, "experiment_run", count=3, labelled=0, tmp=tmp_path_factory.mktemp("experiment"))
+    project_id = case["built"].id
+    monkeypatch.setenv("DVC_EXP_NAME", "throwaway-exp")  # what `dvc exp run` sets in a stage's environment
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
+    summary = _run(case, label_studio, monkeypatch)
+    assert summary["pushed"] is False and summary["predictions_pushed"] == 0
+    assert "dvc exp run (throwaway-exp)" in summary["not_pushed_because"] and summary["model_version"].startswith("unet-")
+    assert len((case["tmp"] / "uncertainty.csv").read_text().splitlines()) == 4  # the reports are still written
+    monkeypatch.delenv("DVC_EXP_NAME")
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV")
+    tmp = case["tmp"]
+    no_push = preannotate.run(case["raw"], case["images"], case["checkpoint"], None, tmp / "p.json", tmp / "u.csv", BASE,
+                              LabelStudioParams(project=project_id), dataclasses.replace(PARAMS, push=False))
+    assert no_push["pushed"] is False and "preannotate.push is false" in no_push["not_pushed_because"]
+    assert all(v == [] for v in _predictions(label_studio, project_id).values())
+    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+        assert client.find_project(project_id).model_version is None
+    monkeypatch.setenv("DVC_EXP_NAME", "still-an-experiment")  # promote is a person's choice: it pushes regardless
+    promoted = promote.run(case["checkpoint"], tmp / "live.pt", case["raw"], case["images"], None, tmp / "promote.json",
+                           tmp / "promote.csv", BASE, LabelStudioParams(project=project_id), PARAMS)
+    assert promoted["pushed"] is True and promoted["predictions_pushed"] == 3
+    assert sorted(len(v) for v in _predictions(label_studio, project_id).values()) == [1, 1, 1]
+    with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+        assert client.find_project(project_id).model_version == promoted["model_version"] == summary["model_version"]
+    assert (tmp / "live.pt").read_bytes() == case["checkpoint"].read_bytes()

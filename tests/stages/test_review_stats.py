@@ -47,3 +47,33 @@ def test_effect_of_predictions(tmp_path: Path) -> None:
     assert summary["median_lead_time_saved"] == 0.75
     report = json.loads((tmp_path / "effect.json").read_text())
     assert list(report["by_model_version"]) == ["unet-1"]
+
+
+def test_corrected_against_from_scratch_per_class_and_version(tmp_path: Path) -> None:
+    predicted = np.zeros((10, 10), np.uint8)
+    predicted[0:4, 0:5] = 1                       # 20 car pixels predicted
+    corrected = predicted.copy()
+    corrected[0:4, 4] = 0                         # started from the prediction: 4 of them taken back
+    scratch = np.zeros((10, 10), np.uint8)
+    scratch[5:9, 5:10] = 1                        # drawn from scratch: a car elsewhere, nothing kept
+    prediction = {"id": 5, "model_version": "unet-2", "created_at": "2026-01-01T00:00:00Z", "result": _brush(1, predicted)}
+    tasks = [
+        {"id": 1, "predictions": [prediction],
+         "annotations": [{"id": 7, "created_at": "2026-01-02T00:00:00Z", "parent_prediction": 5, "result": _brush(1, corrected)}]},
+        {"id": 2, "predictions": [{**prediction, "id": 6, "result": _brush(2, predicted)}],
+         "annotations": [{"id": 8, "created_at": "2026-01-02T00:00:00Z", "result": _brush(2, scratch)}]},
+    ]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "tasks.jsonl").write_text("".join(json.dumps({"task": t, "image": {}}) + "\n" for t in tasks))
+    summary = review_stats.run(raw, tmp_path / "effect.json", BASE, LabelStudioParams(project=1, control_tags=("brush",)),
+                               ValidateParams(unpainted="background"))
+    start = summary["start"]
+    assert (start["corrected"]["n"], start["from_scratch"]["n"]) == (1, 1)
+    assert start["corrected"]["per_class"]["car"] == {"n": 1, "iou": 0.8, "changed": 0.2}
+    assert start["from_scratch"]["per_class"]["car"] == {"n": 1, "iou": 0.0, "changed": 1.0}
+    assert start["corrected"]["per_class"]["background"]["changed"] == 0.0
+    report = json.loads((tmp_path / "effect.json").read_text())
+    assert report["by_model_version"]["unet-2"]["start"]["corrected"]["n"] == 1
+    table = (tmp_path / "effect.md").read_text()
+    assert "| car | 0.800 | 0.000 | 0.200 | 1.000 |" in table and "model_version unet-2" in table

@@ -97,5 +97,5 @@ def test_opening_a_task_shows_the_live_prediction(label_studio: server.RunningSe
         page.screenshot(path=str(tmp_path / "editor-with-live-prediction.png"))
         assert sorted(t.strip() for t in titles.all_inner_texts()) == expected
         assert httpx.get(f"{live.url}/status").json()["predict_requests"] >= 1  # opening the task asked the backend
-        [stored] = task_predictions(live.client, built.id)[task_id]
-        assert stored["model_version"] == version
+        stored = task_predictions(live.client, built.id)[task_id]  # the editor may load a task twice: one each
+        assert stored and {p["model_version"] for p in stored} == {version}

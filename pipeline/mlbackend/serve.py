@@ -28,6 +28,9 @@ from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams, Pu
 from pipeline.stages.pull import ImageSource
 
 
+RENAME_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """Command-line choices of `python -m pipeline ml-backend`."""
@@ -68,11 +71,14 @@ def build_backend(options: ServeOptions, base: BaseParams, ls: LabelStudioParams
 def follow_versions(backend: Backend, client: LabelStudioClient, connection: Connection) -> None:
     """Retitle the backend entry (and so the project's model_version) with each new checkpoint's version."""
     def activate(version: str) -> None:
-        try:
-            rename(client, connection, version)
-        except LabelStudioError as error:
-            print(f"ml-backend: could not announce model_version {version} to project {connection.project_id}: {error}",
-                  flush=True)
+        for attempt in range(RENAME_ATTEMPTS):
+            try:
+                rename(client, connection, version)
+                return
+            except LabelStudioError as error:
+                # Label Studio re-checks /health with a 1 s timeout, which a busy machine can miss.
+                print(f"ml-backend: could not announce model_version {version} to project {connection.project_id} "
+                      f"(attempt {attempt + 1} of {RENAME_ATTEMPTS}): {error}", flush=True)
 
     backend.model.listeners.append(activate)
 

@@ -66,6 +66,7 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._state = RunState()
         self._process: subprocess.Popen | None = None
+        self._watcher: threading.Thread | None = None
         self.on_finish = on_finish  # called with the exit code before the run is marked finished
 
     def start(self) -> tuple[bool, dict]:
@@ -81,7 +82,8 @@ class TrainingJob:
                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                  start_new_session=True)
             self._state = RunState(RUNNING, self.command, time.time(), None, None, self._state.runs + 1)
-            threading.Thread(target=self._watch, args=(self._process,), daemon=True).start()
+            self._watcher = threading.Thread(target=self._watch, args=(self._process,), daemon=True)
+            self._watcher.start()
             return True, self._status_locked()
 
     def _watch(self, process: subprocess.Popen) -> None:
@@ -98,13 +100,10 @@ class TrainingJob:
             self._state.state = SUCCEEDED if code == 0 else FAILED
 
     def wait(self, timeout_s: float | None = None) -> dict:
-        """Block until the current run ends (tests and shutdown); returns the status."""
-        process = self._process
-        if process is not None:
-            process.wait(timeout_s)
-            deadline = time.monotonic() + 5
-            while self.status()["state"] == RUNNING and time.monotonic() < deadline:
-                time.sleep(0.01)  # the watcher thread records the exit right after wait() returns
+        """Block until the current run and its `on_finish` are over (tests, shutdown); returns the status."""
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.join(timeout_s)
         return self.status()
 
     def stop(self) -> None:

@@ -5,4 +5,6 @@
     training.py    the background training run behind the "Start training" button
     app.py         the web app (FastAPI): /health, /setup, /predict, /webhook, /status
     connect.py     registering the backend with a project through the API
+    serve.py       wiring from params and options, uvicorn, connecting once listening
+    background.py  the backend as a background process (the demo leaves it running)
 """

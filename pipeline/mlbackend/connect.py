@@ -58,7 +58,8 @@ def connect(client: LabelStudioClient, project_id: int, url: str, version: str,
 def rename(client: LabelStudioClient, connection: Connection, version: str) -> None:
     """Retitle the backend entry with a new version (Label Studio re-checks /health and /setup)."""
     client.call(f"rename the ML backend {connection.backend_id} to {version}", client.sdk.ml.update,
-                id=connection.backend_id, url=connection.url, title=version, **connection.auth)
+                id=connection.backend_id, url=connection.url, project=connection.project_id, title=version,
+                **connection.auth)
 
 
 

@@ -7,9 +7,12 @@ the server's local-files storage):
   peer  the pattern of Label Studio's own ML backend examples, on the same prediction code:
         the checkpoint loaded in every /predict, one task per call (Label Studio, given one
         result for many tasks, falls back to one request per task)
-Measured: /predict latency for one task (p50, p95 over --repeats calls, after one warm-up),
-and the data manager's "Retrieve predictions" action on --tasks tasks, end to end through
-Label Studio (ours: one /predict; peer: one request per task), as tasks/s; with the ratios.
+Measured: /predict latency for one task (p50, p95 over --repeats calls, after one warm-up);
+one /predict of --tasks tasks sent straight to each backend (the peer answers the first only,
+so its figure is --tasks single-task calls); and the data manager's "Retrieve predictions"
+action on --tasks tasks, end to end through Label Studio (ours: one /predict; peer: one request
+per task), as tasks/s; with the ratios. Label Studio waits 100 s for a /predict by default;
+the bench starts it with ML_TIMEOUT_PREDICT=--ls-timeout so a slow machine still completes.
 
     .venv/bin/python bench/ml_backend.py [--tasks 100] [--repeats 20] [--device cpu]
 """
@@ -17,6 +20,7 @@ Label Studio (ours: one /predict; peer: one request per task), as tasks/s; with 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -98,6 +102,14 @@ def latencies(url: str, tasks: list[dict], repeats: int) -> list[float]:
     return out
 
 
+def direct_all(url: str, tasks: list[dict], one_per_call: bool) -> float:
+    """Seconds to predict every task straight from the backend: one request, or one request per task."""
+    started = time.perf_counter()
+    for chunk in ([[t] for t in tasks] if one_per_call else [tasks]):
+        httpx.post(f"{url}/predict", json={"tasks": chunk}, timeout=3600).raise_for_status()
+    return time.perf_counter() - started
+
+
 def retrieve_all(running: server.RunningServer, client: LabelStudioClient, project_id: int, url: str) -> float:
     """Seconds for the data manager's "Retrieve predictions" on every task, through Label Studio."""
     connect(client, project_id, url, f"bench-{project_id}")
@@ -120,7 +132,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ls-timeout", type=int, default=1800, help="ML_TIMEOUT_PREDICT of the bench's Label Studio (s)")
     args = parser.parse_args()
+    os.environ["ML_TIMEOUT_PREDICT"] = str(args.ls_timeout)  # the server inherits this process's environment
     work = Path(tempfile.mkdtemp(prefix="bench-ml-backend-"))
     running = server.start(data_dir=work / "ls", port=server.free_port(), local_ml_backends=True)
     pre = PreannotateParams(batch_size=4, device=args.device, threads=0)
@@ -133,6 +147,7 @@ def main() -> None:
             with serving_in_thread(backend, "127.0.0.1", options.port) as ours_url, \
                     serving_app_in_thread(per_request_app(backend), "127.0.0.1", server.free_port()) as peer_url:
                 ours_latency, peer_latency = latencies(ours_url, tasks, args.repeats), latencies(peer_url, tasks, args.repeats)
+                ours_direct, peer_direct = direct_all(ours_url, tasks, False), direct_all(peer_url, tasks, True)
                 ours_all = retrieve_all(running, client, ours_project, ours_url)
                 peer_all = retrieve_all(running, client, peer_project, peer_url)
     finally:
@@ -142,6 +157,8 @@ def main() -> None:
     for name, values in (("ours", ours_latency), ("peer", peer_latency)):
         print(f"  /predict, 1 task, {name}: p50 {p(values, 50) * 1000:7.0f} ms   p95 {p(values, 95) * 1000:7.0f} ms")
     print(f"  latency ratio peer/ours: p50 {p(peer_latency, 50) / p(ours_latency, 50):.1f}x")
+    print(f"  {args.tasks} tasks straight to the backend: ours one request {ours_direct:6.1f} s ({args.tasks / ours_direct:.1f} tasks/s)"
+          f"   peer one per task {peer_direct:6.1f} s ({args.tasks / peer_direct:.1f} tasks/s)   ratio {peer_direct / ours_direct:.1f}x")
     print(f"  retrieve predictions, {args.tasks} tasks via Label Studio: ours {ours_all:6.1f} s ({args.tasks / ours_all:.1f} tasks/s)"
           f"   peer {peer_all:6.1f} s ({args.tasks / peer_all:.1f} tasks/s)   ratio {peer_all / ours_all:.1f}x")
 

@@ -6,7 +6,9 @@ region per class present, `model_version` = readable name + a short hash of the 
 `score` = mean max-softmax confidence. Pushing first deletes that model_version's predictions
 on those tasks, so a re-run replaces them and an interrupted push converges on the next run;
 identical predictions are not sent again. A task deleted in Label Studio since the pull is
-skipped with a warning.
+skipped with a warning. Under `dvc exp run` and with `preannotate.push: false` the predictions
+and reports are made but nothing is sent (`promote` sends on purpose). The predictor is shared
+with the ML backend (`pipeline.predictor`), so both paths give a task the same prediction.
 """
 
 from __future__ import annotations

@@ -36,22 +36,23 @@ class RunState:
     runs: int = 0
 
 
-def last_line(path: Path, limit: int = 4096) -> str:
-    """The last non-empty line of a log (tqdm's carriage returns split lines too)."""
+def _tail(path: Path, limit: int) -> str:
     if not path.exists():
         return ""
     with open(path, "rb") as handle:
         handle.seek(max(0, path.stat().st_size - limit))
-        text = handle.read().decode(errors="replace")
-    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+        return handle.read().decode(errors="replace")
+
+
+def last_line(path: Path, limit: int = 4096) -> str:
+    """The last non-empty line of a log (tqdm's carriage returns split lines too)."""
+    lines = [line.strip() for line in _tail(path, limit).replace("\r", "\n").splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
 
 
-def last_stage(path: Path) -> str | None:
-    """The DVC stage the log says is running ("Running stage 'train':")."""
-    if not path.exists():
-        return None
-    stages = [line.split("'")[1] for line in path.read_text(errors="replace").splitlines()
+def last_stage(path: Path, limit: int = 1 << 16) -> str | None:
+    """The DVC stage the end of the log says is running ("Running stage 'train':")."""
+    stages = [line.split("'")[1] for line in _tail(path, limit).splitlines()
               if line.startswith("Running stage '") and line.count("'") >= 2]
     return stages[-1] if stages else None
 

@@ -1,9 +1,10 @@
 """Task images for /predict, fetched by pull's own code and rules.
 
-Each image goes through `pipeline.stages.pull.fetch_image`: the same origin allow-list
-(`pull.allowed_origins`), the same local-files checks (no `..`, no absolute paths, no symlinks
-out of the document root) and the same content-addressed files, here in a cache folder of the
-backend. A task whose image is refused or missing gets its reason instead of a path.
+Each image goes through `pipeline.stages.pull.fetch_image` with the source `image_source`
+builds for pull: the same reference rules and origin allow-list (`pull.allowed_origins`), the
+same local-files checks, the same image checks and the same content-addressed files, here in a
+cache folder of the backend. A task whose image is refused or missing gets its reason instead
+of a path.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def fetch_task_images(tasks: list[dict], image_tag: str, source: ImageSource, ca
         task_id = task.get("id") if isinstance(task, dict) else None
         if not isinstance(task, dict):
             return TaskImage(None, None, f"a task is not an object: {str(task)[:80]}")
-        record = fetch_image(image_reference(task, image_tag), None, source, cache)
+        record = fetch_image(image_reference(task, image_tag), None, source, cache, task_id if isinstance(task_id, int) else None)
         if record.get("file"):
             return TaskImage(task_id, cache / record["file"], None)
         return TaskImage(task_id, None, f"task {task_id}: {record.get('error')}")

@@ -25,7 +25,7 @@ from pipeline.mlbackend.connect import Connection, connect, rename
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.training import TrainingJob
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams, PullParams
-from pipeline.stages.pull import ImageSource
+from pipeline.stages.pull import image_source
 
 
 RENAME_ATTEMPTS = 3
@@ -62,7 +62,7 @@ def build_backend(options: ServeOptions, base: BaseParams, ls: LabelStudioParams
     """The Backend with its model already loaded (Label Studio's first /health must not wait for it)."""
     model = ServedModel(options.model, base.names, pre.model_name, pre.device, pre.threads)
     model.current()
-    source = ImageSource(client, Path(pull.document_root) if pull.document_root else None, tuple(pull.allowed_origins))
+    source = image_source(client, pull)
     training = TrainingJob(options.train_command, options.train_log, options.workdir, on_finish=lambda _code: model.announce())
     return Backend(model, source, options.cache, ls.image_tag, pre.brush_tag, pre.batch_size, training,
                    basic_auth_from_env(), max(1, pull.workers))
@@ -119,6 +119,8 @@ def serve(backend: Backend, options: ServeOptions, client: LabelStudioClient | N
     finally:
         stop.set()
         backend.training.stop()
+        if backend.source.fetcher is not None:
+            backend.source.fetcher.close()
     if outcome and isinstance(outcome[0], PipelineError):
         raise outcome[0]
 
@@ -149,3 +151,5 @@ def serving_in_thread(backend: Backend, host: str, port: int) -> Iterator[str]:
             yield url
     finally:
         backend.training.stop()
+        if backend.source.fetcher is not None:
+            backend.source.fetcher.close()

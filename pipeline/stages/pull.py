@@ -56,6 +56,14 @@ class ImageSource:
     document_root: Path | None
 
 
+def image_source(client: LabelStudioClient | None, params: PullParams) -> ImageSource:
+    """The image source pull's rules give: the server's fetcher (when there is a client) and the document root."""
+    root = params.document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None
+    root = Path(root) if root else None
+    fetcher = ImageFetcher(client.fetch_settings(params.allowed_origins, root)) if client is not None else None
+    return ImageSource(fetcher, root)
+
+
 def read_local_image(reference: str, document_root: Path) -> bytes:
     """The bytes of a local-files reference of a saved export, read from `document_root`."""
     target = resolve(reference, None)
@@ -197,10 +205,8 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
     client = None if params.export_file and params.document_root else LabelStudioClient.from_env()
     images.mkdir(parents=True, exist_ok=True)
     try:
-        root = params.document_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None
-        root = Path(root) if root else None
-        fetcher = ImageFetcher(client.fetch_settings(params.allowed_origins, root)) if client is not None else None
-        source = ImageSource(fetcher, root)
+        source = image_source(client, params)
+        fetcher = source.fetcher
         with replace_dir(out) as snapshot:
             if params.export_file:
                 project = {"id": None, "title": None, "label_config": None, "source": "export_file"}

@@ -54,6 +54,10 @@ def serve(
 
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
+SCHEDULER = typer.Option(
+    None, "--scheduler", envvar="DASK_SCHEDULER_ADDRESS", show_envvar=True,
+    help="Run the per-task work on this Dask scheduler (tcp://host:8786) instead of local processes.",
+)
 
 
 @app.command()
@@ -78,13 +82,15 @@ def validate(
     out: Path = typer.Option(..., help="Folder of per-annotator label maps (data/annotations)."),
     report: Path = typer.Option(..., help="validation.json to write."),
     params: Path = PARAMS,
+    scheduler: str = SCHEDULER,
 ) -> None:
     """Decode and check every annotation; write one label map per (task, annotator) and the report."""
     from pipeline.params import load_section, read_params
     from pipeline.stages import validate as stage
 
     values = read_params(params)
-    counts = stage.run(raw, images, out, report, *(load_section(s, params, values) for s in ("base", "labelstudio", "validate")))
+    sections = (load_section(s, params, values) for s in ("base", "labelstudio", "validate"))
+    counts = stage.run(raw, images, out, report, *sections, scheduler=scheduler)
     console.print("validate: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
@@ -95,13 +101,15 @@ def merge(
     out: Path = typer.Option(..., help="Folder of consensus label maps (data/labels)."),
     report: Path = typer.Option(..., help="agreement.json to write."),
     params: Path = PARAMS,
+    scheduler: str = SCHEDULER,
 ) -> None:
     """Merge the annotators of each task into one consensus label map; write agreement figures."""
     from pipeline.params import load_section, read_params
     from pipeline.stages import merge as stage
 
     values = read_params(params)
-    summary = stage.run(annotations, validation, out, report, load_section("base", params, values), load_section("merge", params, values))
+    summary = stage.run(annotations, validation, out, report, load_section("base", params, values),
+                        load_section("merge", params, values), scheduler=scheduler)
     console.print("merge: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict)))
 
 

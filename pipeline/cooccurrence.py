@@ -141,16 +141,30 @@ def write_index_map(path: Path, rows: np.ndarray) -> None:
     times faster than deflate, in fewer bytes. The file holds the bare array: its shape and
     type follow from the task's size and tuple count (see `read_index_map`).
     """
-    path.write_bytes(_zstd()[0].compress(np.ascontiguousarray(rows).data))
+    path.write_bytes(encode_index_map(rows))
+
+
+def encode_index_map(rows: np.ndarray) -> bytes:
+    """(H, W) tuple indices as the zstd bytes `write_index_map` stores."""
+    return _zstd()[0].compress(np.ascontiguousarray(rows).data)
 
 
 def read_index_map(path: Path, shape: Sequence[int], num_tuples: int) -> np.ndarray:
     """The (H, W) tuple indices written by `write_index_map` for an image with `num_tuples` tuples."""
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise PipelineError(f"{path} is not a co-occurrence index map ({error}); run validate again") from None
+    return decode_index_map(content, shape, num_tuples, str(path))
+
+
+def decode_index_map(content: bytes, shape: Sequence[int], num_tuples: int, name: str = "index map") -> np.ndarray:
+    """(H, W) tuple indices from `encode_index_map` bytes; `name` goes into the error."""
     dtype = np.dtype(_row_dtype(num_tuples))
     try:
-        raw = _zstd()[1].decompress(path.read_bytes())
-    except (OSError, zstandard.ZstdError) as error:
-        raise PipelineError(f"{path} is not a co-occurrence index map ({error}); run validate again") from None
+        raw = _zstd()[1].decompress(content)
+    except zstandard.ZstdError as error:
+        raise PipelineError(f"{name} is not a co-occurrence index map ({error}); run validate again") from None
     if len(raw) != math.prod(shape) * dtype.itemsize:
-        raise PipelineError(f"{path} holds {len(raw)} bytes, not a {shape} {dtype} index map; run validate again")
+        raise PipelineError(f"{name} holds {len(raw)} bytes, not a {shape} {dtype} index map; run validate again")
     return np.frombuffer(raw, dtype).reshape(shape)

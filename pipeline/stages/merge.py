@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
 from functools import partial
 from itertools import combinations
@@ -33,16 +34,17 @@ from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file
 from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models
-from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, pixel_keys, read_index_map
+from pipeline.cooccurrence import LabelTuples, confusion_against, decode_index_map, pair_confusion, pixel_keys, read_index_map
 from pipeline.dawid_skene import BandedModels, estimate_models
 from pipeline.decision import POLICIES
 from pipeline.edge_bands import check_bands
 from pipeline.errors import ParamsError, PipelineError
-from pipeline.masks import read_label_map, write_label_map
+from pipeline.masks import decode_label_map, encode_label_map, read_label_map
 from pipeline.metrics import mean_pair_iou
 from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, MergeParams
 from pipeline.task_consensus import METHODS, banded_of, merge_tuples
+from pipeline.taskmap import choose_backend, pack, unpack
 
 CONFIDENCE_DIR = "confidence"  # <labels>/confidence/<task_id>.png: round(255 p) per pixel
 
@@ -90,17 +92,51 @@ def estimation_tuples(task: dict, annotations_dir: Path, num_classes: int, thres
     return banded_of(tuples, pixels, (task["height"], task["width"]), thresholds)[0]
 
 
-def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, models, num_classes: int,
-               undecided: str = "resolve") -> tuple[dict, dict[str, np.ndarray], dict]:
-    """Write one consensus map and its confidence; return the agreement entry, each annotator's
-    (C, C) confusion and boundary offsets (pipeline.boundary_bias)."""
-    tuples, pixels = task_tuples(task, annotations_dir, num_classes)
+def merge_payload_of(task: dict, annotations_dir: Path) -> bytes:
+    """What a worker needs for one task: its index entry and the files its merge reads, as bytes."""
+    parts = {"task": orjson.dumps(task)}
+    stored = task.get("cooccurrence", {})
+    if len(task["maps"]) > 1 and "pixels" in stored:
+        parts["pixels"] = (annotations_dir / stored["pixels"]).read_bytes()
+    else:
+        parts.update((f"map:{key}", (annotations_dir / entry["file"]).read_bytes()) for key, entry in sorted(task["maps"].items()))
+    return pack(parts)
+
+
+def payload_tuples(task: dict, parts: dict[str, bytes], num_classes: int) -> tuple[LabelTuples, np.ndarray]:
+    """The task's label combinations and each pixel's row, from the index map's bytes when sent."""
+    if "pixels" in parts:
+        tuples = LabelTuples.from_dict(task["cooccurrence"], num_classes)
+        shape = (task["height"], task["width"])
+        return tuples, decode_index_map(parts["pixels"], shape, len(tuples.counts), f"task {task['task_id']} index map").ravel()
+    maps = {name[len("map:"):]: decode_label_map(content, f"task {task['task_id']} map {name[len('map:'):]}")
+            for name, content in parts.items() if name.startswith("map:")}
+    return pixel_keys(maps, num_classes)
+
+
+def merge_payload(payload: bytes, method: str, models, num_classes: int, undecided: str = "resolve") -> bytes:
+    """The worker's kernel: a `merge_payload_of` in; consensus and confidence PNGs, the agreement entry,
+    (A, C, C) confusions and (A', 3, C) boundary offsets out."""
+    parts = unpack(payload)
+    task = orjson.loads(parts["task"])
+    tuples, pixels = payload_tuples(task, parts, num_classes)
+    consensus, confidence, entry, confusions, offsets = merge_task(task, tuples, pixels, method, models, num_classes, undecided)
+    stacked = np.stack([confusions[name] for name in entry["annotators"]]).astype("<i8")
+    names = sorted(offsets)
+    bands = np.stack([np.stack(offsets[name]) for name in names]).astype("<f8") if names else np.empty(0, "<f8")
+    return pack({"label": encode_label_map(consensus), "confidence": encode_label_map(confidence),
+                 "entry": orjson.dumps(entry, option=orjson.OPT_SORT_KEYS), "confusions": stacked.tobytes(),
+                 "offset_names": orjson.dumps(names), "offsets": bands.tobytes()})
+
+
+def merge_task(task: dict, tuples: LabelTuples, pixels: np.ndarray, method: str, models, num_classes: int,
+               undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray, dict, dict[str, np.ndarray], dict]:
+    """One task's (H, W) consensus and confidence maps, agreement entry, each annotator's (C, C)
+    confusion and boundary offsets (pipeline.boundary_bias)."""
     single = len(tuples.annotators) == 1
     result = merge_tuples(tuples, pixels, (task["height"], task["width"]), "majority" if single else method,
                           models, undecided)
     consensus = result.labels
-    write_label_map(out_dir / f"{task['task_id']}.png", consensus)
-    write_label_map(out_dir / CONFIDENCE_DIR / f"{task['task_id']}.png", result.confidence_png())
     merged = result.tuples
     confusions = {name: confusion_against(merged, result.per_tuple, column) for column, name in enumerate(merged.annotators)}
     pairs = [pair_confusion(merged, i, j) for i, j in combinations(range(len(merged.annotators)), 2)]
@@ -116,7 +152,22 @@ def merge_task(task: dict, annotations_dir: Path, out_dir: Path, method: str, mo
         "against_majority": round(result.against_majority(), 5),
         "mean_confidence": None if confidence is None else round(confidence, 5),
     }
-    return entry, confusions, ({} if single else result.boundary_offsets())
+    return consensus, result.confidence_png(), entry, confusions, ({} if single else result.boundary_offsets())
+
+
+def _payloads(annotations_dir: Path, pending: deque) -> Iterator[bytes]:
+    for task in iter_tasks(annotations_dir):
+        pending.append(task)
+        yield merge_payload_of(task, annotations_dir)
+
+
+def _unpacked(parts: dict[str, bytes], num_classes: int) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(entry, confusions, offsets) of a worker's result."""
+    entry = orjson.loads(parts["entry"])
+    matrices = np.frombuffer(parts["confusions"], "<i8").reshape(len(entry["annotators"]), num_classes, num_classes)
+    names = orjson.loads(parts["offset_names"])
+    bands = np.frombuffer(parts["offsets"], "<f8").reshape(len(names), 3, num_classes) if names else []
+    return entry, dict(zip(entry["annotators"], matrices)), dict(zip(names, bands))
 
 
 def _round(value: float) -> float | None:
@@ -158,11 +209,13 @@ class Tally:
 
 
 def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path: Path,
-        base: BaseParams, params: MergeParams) -> dict:
+        base: BaseParams, params: MergeParams, scheduler: str | None = None) -> dict:
     """Merge every task of `annotations_dir` into `out_dir`; write the agreement report.
 
     Streams: tasks are read from the index in chunks and their report entries written as they
     come, so memory does not grow with the project (only the small co-occurrence tables do).
+    Tasks are merged by `pipeline.taskmap` (local processes, or the Dask cluster at `scheduler`
+    or $DASK_SCHEDULER_ADDRESS); only this process writes files.
     """
     if params.method not in METHODS:
         raise ParamsError(f"merge.method={params.method!r} is not known; use one of {', '.join(METHODS)}")
@@ -177,16 +230,24 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
     workers = params.workers or os.cpu_count() or 1
     models = estimate(annotations_dir, num_classes, params, workers)
     tally = Tally(num_classes)
-    with replace_dir(out_dir) as staging, replace_file(report_path) as report, tqdm(desc="merge", unit="task") as bar:
+    backend = choose_backend(scheduler, params.workers)
+    with (replace_dir(out_dir) as staging, replace_file(report_path) as report,
+          tqdm(desc=f"merge on {backend.describe()}", unit="task") as bar):
         (staging / CONFIDENCE_DIR).mkdir()
-        work = partial(merge_task, annotations_dir=annotations_dir, out_dir=staging, method=params.method,
-                       models=models, num_classes=num_classes, undecided=params.undecided)
+        kernel = partial(merge_payload, method=params.method, models=models, num_classes=num_classes, undecided=params.undecided)
         report.write('{"tasks": {')
-        for task, (entry, confusions, offsets) in ordered_map(work, iter_tasks(annotations_dir), workers):
-            report.write(f'{"" if tally.tasks == 0 else ","}\n"{entry["task_id"]}": '
-                         + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
-            tally.add(task, entry, confusions, params.min_agreement, offsets)
-            bar.update()
+        pending: deque = deque()  # tasks sent and not yet back, in order (bounded by the backend)
+        try:
+            for result in backend.map(kernel, _payloads(annotations_dir, pending)):
+                task, parts = pending.popleft(), unpack(result)
+                entry, confusions, offsets = _unpacked(parts, num_classes)
+                (staging / f"{entry['task_id']}.png").write_bytes(parts["label"])
+                (staging / CONFIDENCE_DIR / f"{entry['task_id']}.png").write_bytes(parts["confidence"])
+                report.write(f'{"" if tally.tasks == 0 else ","}\n"{entry["task_id"]}": ' + parts["entry"].decode())
+                tally.add(task, entry, confusions, params.min_agreement, offsets)
+                bar.update()
+        finally:
+            backend.close()
         rest = agreement_summary(tally, base.names, params, project_id, models)
         report.write("\n},\n" + json.dumps(rest, indent=1, sort_keys=True)[1:] + "\n")
     return rest["summary"]

@@ -16,7 +16,6 @@ of the same task. Overlaps between classes inside one annotation: the later regi
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
@@ -27,14 +26,14 @@ import orjson
 from tqdm import tqdm
 
 from pipeline.atomic import replace_dir, replace_file
-from pipeline.cooccurrence import COMBINATIONS, pixel_keys, write_index_map
+from pipeline.cooccurrence import COMBINATIONS, encode_index_map, pixel_keys
 from pipeline.errors import PipelineError
 from pipeline.images import read_size
 from pipeline.labelstudio.annotators import annotator_of
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
-from pipeline.masks import IGNORE_INDEX, write_label_map
-from pipeline.parallel import ordered_map
+from pipeline.masks import IGNORE_INDEX, encode_label_map
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
+from pipeline.taskmap import choose_backend, pack, unpack
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,39 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> tuple[dict, dict | None]:
-    """Check one snapshot line; write its good label maps; return (report entry, index entry)."""
+def image_header(line: bytes, images_dir: Path, max_side: int) -> dict:
+    """{"size": [height, width]} from the image file's header, or {"error": why it is unusable}, or {} when the
+    line cannot be read (the worker reports that)."""
+    try:
+        record = orjson.loads(line)
+        image = record["image"]
+        if record.get("problem") is not None or image.get("error") is not None:
+            return {}
+        return {"size": list(read_size(images_dir / image["file"], max_side))}
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return {}
+    except PipelineError as error:
+        return {"error": str(error)}
+
+
+def task_payload(line: str | bytes, images_dir: Path, max_side: int) -> bytes:
+    """What a worker needs for one task: its snapshot line and its image's size (never the pixels)."""
+    line = line.encode() if isinstance(line, str) else line
+    return pack({"line": line, "image": orjson.dumps(image_header(line, images_dir, max_side))})
+
+
+def validate_payload(payload: bytes, rules: Rules) -> bytes:
+    """The worker's kernel: a `task_payload` in; report entry, index entry and encoded files out."""
+    parts = unpack(payload)
+    report, index, files = validate_task(parts["line"], orjson.loads(parts["image"]), rules)
+    framed = {"report": orjson.dumps(report, option=orjson.OPT_SORT_KEYS),
+              "index": b"" if index is None else orjson.dumps(index, option=orjson.OPT_SORT_KEYS)}
+    return pack(framed | {f"file:{name}": content for name, content in files.items()})
+
+
+def validate_task(line: str | bytes, header: dict, rules: Rules) -> tuple[dict, dict | None, dict[str, bytes]]:
+    """Check one snapshot line, given its image `header` (see image_header); returns (report entry,
+    index entry, {relative path: file bytes})."""
     try:
         record = orjson.loads(line)
         task, image, task_id = record["task"], record["image"], record["task"]["id"]
@@ -91,30 +121,25 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
             raise TypeError("task or image record is not an object")
     except (orjson.JSONDecodeError, KeyError, TypeError) as error:
         reason = f"a line of the snapshot cannot be read ({type(error).__name__}); run pull again"
-        return {"task_id": None, "image": None, "annotations": [], "fate": "rejected", "reason": reason}, None
+        return {"task_id": None, "image": None, "annotations": [], "fate": "rejected", "reason": reason}, None, {}
     # An export edited by hand may hold anything: a non-object annotation becomes an object that
     # fails validation with a reason, instead of a traceback.
     annotations = [a if isinstance(a, dict) else {"id": None, "result": None, "_malformed": f"is a {type(a).__name__}, not an object"}
                    for a in (task.get("annotations") if isinstance(task.get("annotations"), list) else [])]
-    size, image_problem, task_problem = None, image.get("error"), record.get("problem")
+    size, image_problem, task_problem = header.get("size"), image.get("error"), record.get("problem")
     if task_problem is not None:
         image_problem = f"the task is rejected: {task_problem}"
     elif image_problem is None:
-        try:
-            size = read_size(images_dir / image["file"], rules.max_image_side)
-        except PipelineError as error:
-            image_problem = str(error)
+        image_problem = header.get("error")
     superseded = _newest_per_annotator(annotations)
-    entries, maps, arrays = [], {}, {}
+    entries, maps, arrays, files = [], {}, {}, {}
     seen_ids: set[int] = set()
     for position, annotation in enumerate(annotations):
         entry, label_map = _check_annotation(task_id, annotation, position, superseded, seen_ids, size, image_problem, rules)
         entries.append(entry)
         if label_map is not None:
             key = entry["annotator"]
-            if not maps:
-                (out_dir / str(task_id)).mkdir(exist_ok=True)
-            write_label_map(out_dir / str(task_id) / f"{key}.png", label_map)
+            files[f"{task_id}/{key}.png"] = encode_label_map(label_map)
             maps[key] = {"file": f"{task_id}/{key}.png", "annotation_id": entry["annotation_id"], "email": entry["email"]}
             arrays[key] = label_map
     report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem, task_problem)}
@@ -124,11 +149,11 @@ def validate_task(line: str, images_dir: Path, out_dir: Path, rules: Rules) -> t
         # models and paint the consensus without reading every annotator's map again.
         tuples, pixels = pixel_keys(arrays, len(rules.classes))
         combinations = f"{task_id}/{COMBINATIONS}"
-        write_index_map(out_dir / combinations, pixels.reshape(size))
+        files[combinations] = encode_index_map(pixels.reshape(size))
         index = {"task_id": task_id, "image": image["file"], "height": size[0], "width": size[1],
                  "image_name": image_name(image.get("ref")), "data": task.get("data", {}), "maps": maps,
                  "cooccurrence": {**tuples.to_dict(), "pixels": combinations}}
-    return report, index
+    return report, index, files
 
 
 def _check_annotation(task_id: int, annotation: dict, position: int, superseded: dict, seen_ids: set, size,
@@ -208,31 +233,33 @@ def config_warnings(project: dict, rules: Rules) -> list[str]:
     return warnings
 
 
-def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams, params: ValidateParams) -> dict:
-    """Validate the snapshot in `raw_dir`; returns the report's counts."""
+def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams,
+        params: ValidateParams, scheduler: str | None = None) -> dict:
+    """Validate the snapshot in `raw_dir`; returns the report's counts.
+
+    Tasks are checked by `pipeline.taskmap` (local processes, or the Dask cluster at `scheduler`
+    or $DASK_SCHEDULER_ADDRESS); only this process touches files.
+    """
     if params.unpainted is not None and params.unpainted not in base.names:
         raise PipelineError(f"validate.unpainted={params.unpainted!r} is not in base.classes {base.names}; use one of them or null")
     rules = Rules(tuple(base.names), tuple(ls.control_tags),
                   IGNORE_INDEX if params.unpainted is None else base.names.index(params.unpainted), params.max_image_side)
     project = json.loads((raw_dir / "project.json").read_text())
-    workers = params.workers or os.cpu_count() or 1
     counts: Counter = Counter()
-    with replace_dir(out_dir) as staging, replace_file(report_path) as report, open(staging / "index.jsonl", "w") as index:
-        report.write('{"tasks": [\n')
-        check = partial(validate_task, images_dir=images_dir, out_dir=staging, rules=rules)
-        with open(raw_dir / "tasks.jsonl") as lines, tqdm(desc="validate", unit="task") as bar:
-            for _, (entry, index_entry) in ordered_map(check, lines, workers):
-                separator = "" if counts["tasks"] == 0 else ",\n"
-                report.write(separator + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
-                counts[f"tasks_{entry['fate']}"] += 1
-                counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
-                counts["annotations"] += len(entry["annotations"])
-                counts["tasks"] += 1
-                if index_entry is not None:
-                    index.write(orjson.dumps(index_entry, option=orjson.OPT_SORT_KEYS).decode() + "\n")
-                bar.update()
+    backend = choose_backend(scheduler, params.workers)
+    with replace_dir(out_dir) as staging, replace_file(report_path, "wb") as report, open(staging / "index.jsonl", "wb") as index:
+        report.write(b'{"tasks": [\n')
+        kernel = partial(validate_payload, rules=rules)
+        with open(raw_dir / "tasks.jsonl", "rb") as lines, tqdm(desc=f"validate on {backend.describe()}", unit="task") as bar:
+            payloads = (task_payload(line, images_dir, rules.max_image_side) for line in lines)
+            try:
+                for result in backend.map(kernel, payloads):
+                    _write_result(unpack(result), staging, report, index, counts)
+                    bar.update()
+            finally:
+                backend.close()
         for entry in rejected_items(raw_dir):
-            report.write(("" if counts["tasks"] == 0 else ",\n") + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode())
+            report.write((b"" if counts["tasks"] == 0 else b",\n") + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS))
             counts["tasks_rejected"] += 1
             counts["tasks"] += 1
         summary = {
@@ -240,5 +267,22 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
             "config_warnings": config_warnings(project, rules),
             "project": {"id": project.get("id"), "title": project.get("title")},
         }
-        report.write("\n],\n" + json.dumps(summary, sort_keys=True)[1:] + "\n")
+        report.write(("\n],\n" + json.dumps(summary, sort_keys=True)[1:] + "\n").encode())
     return summary["counts"]
+
+
+def _write_result(parts: dict[str, bytes], staging: Path, report, index, counts: Counter) -> None:
+    """Write one task's files, report entry and index line (the driver's side of the map)."""
+    for name, content in parts.items():
+        if name.startswith("file:"):
+            target = staging / name[len("file:"):]
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(content)
+    entry = orjson.loads(parts["report"])
+    report.write((b"" if counts["tasks"] == 0 else b",\n") + parts["report"])
+    counts[f"tasks_{entry['fate']}"] += 1
+    counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
+    counts["annotations"] += len(entry["annotations"])
+    counts["tasks"] += 1
+    if parts["index"]:
+        index.write(parts["index"] + b"\n")

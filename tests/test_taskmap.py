@@ -1,0 +1,111 @@
+"""pipeline.taskmap: framing, backend choice, and byte-identical stage outputs on local processes and Dask."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.crowd import simulate_annotator
+from pipeline.errors import PipelineError
+from pipeline.labelstudio.export import Drawing, export_task
+from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
+from pipeline.stages import merge, pull, validate
+from pipeline.synthetic import CLASSES, scene
+from pipeline.taskmap import SCHEDULER_ENV, DaskBackend, LocalBackend, choose_backend, pack, unpack
+
+BASE = BaseParams(0, 255, tuple(ClassInfo(n, (0, 0, 0)) for n in CLASSES))
+LS = LabelStudioParams(project=0, control_tags=("brush", "polygon"))
+
+
+def reverse_bytes(payload: bytes) -> bytes:
+    return payload[::-1]
+
+
+def test_pack_round_trips_named_parts_in_order():
+    parts = {"line": b'{"id": 1}', "empty": b"", "file:3/u1.png": bytes(range(256))}
+    assert unpack(pack(parts)) == parts
+    assert list(unpack(pack(parts))) == list(parts)
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:-1], lambda b: b + b"x", lambda b: b"\xff\xff\xff\x7f" + b[4:], lambda b: b""])
+def test_damaged_frames_are_a_clear_error(damage):
+    with pytest.raises(PipelineError, match="worker's message"):
+        unpack(damage(pack({"a": b"123", "b": b"45"})))
+
+
+def test_backend_comes_from_the_option_then_the_environment(monkeypatch):
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    assert isinstance(choose_backend(None, 3), LocalBackend) and choose_backend(None, 3).workers == 3
+    monkeypatch.setenv(SCHEDULER_ENV, "tcp://127.0.0.1:1")
+    assert choose_backend(None, 3).address == "tcp://127.0.0.1:1"
+    assert choose_backend("tcp://127.0.0.1:2", 3).address == "tcp://127.0.0.1:2"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_backend_keeps_order_and_counts_traffic(workers):
+    backend = LocalBackend(workers, batch=3)
+    payloads = [str(i).encode() * (i % 5 + 1) for i in range(50)]
+    assert list(backend.map(reverse_bytes, payloads)) == [p[::-1] for p in payloads]
+    assert backend.traffic.tasks == 50 and backend.traffic.sent == backend.traffic.received == sum(map(len, payloads))
+
+
+def test_an_unreachable_scheduler_is_a_clear_error():
+    pytest.importorskip("distributed")
+    from pipeline.labelstudio.server import free_port
+
+    with pytest.raises(PipelineError, match="cannot reach the Dask scheduler"):
+        list(DaskBackend(f"tcp://127.0.0.1:{free_port()}").map(reverse_bytes, [b"a"]))
+
+
+def _snapshot(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    """A pulled snapshot of `count` tasks (three simulated annotators each) from an export file."""
+    root = tmp_path / "files"
+    root.mkdir()
+    tasks = []
+    for index in range(count):
+        image, truth = scene(index, 40, 56)
+        cv2.imwrite(str(root / f"s{index}.png"), image)
+        rng = np.random.default_rng(index)
+        drawings = [Drawing(10 + k, f"{p}@example.com", simulate_annotator(truth, p, rng, len(CLASSES)), tool)
+                    for k, (p, tool) in enumerate((("good", "brush"), ("sloppy", "polygon"), ("misser", "brush")))]
+        tasks.append(export_task(index + 1, f"/data/local-files/?d=s{index}.png", drawings[: 1 + index % 3], CLASSES, 3 * index + 1))
+    tasks.append({"id": count + 1, "data": {"image": "/data/local-files/?d=missing.png"}, "annotations": []})
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    pull.run(tmp_path / "raw", tmp_path / "images", LS, PullParams(export_file=str(tmp_path / "export.json"),
+                                                                   document_root=str(root), workers=2))
+    return tmp_path / "raw", tmp_path / "images"
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _validate_and_merge(raw: Path, images: Path, out: Path, workers: int, scheduler: str | None, method: str) -> dict:
+    validate.run(raw, images, out / "annotations", out / "validation.json", BASE, LS, ValidateParams(workers=workers),
+                 scheduler=scheduler)
+    merge.run(out / "annotations", out / "validation.json", out / "labels", out / "agreement.json", BASE,
+              MergeParams(method=method, workers=workers), scheduler=scheduler)
+    return _digest(out)
+
+
+@pytest.mark.parametrize("method", ["dawid_skene", "staple"])
+def test_outputs_are_byte_identical_on_every_backend(tmp_path, monkeypatch, method):
+    """One process, two local processes and a Dask LocalCluster of two worker processes agree byte for byte."""
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    raw, images = _snapshot(tmp_path, 30)
+    single = _validate_and_merge(raw, images, tmp_path / "one", 1, None, method)
+    assert len([name for name in single if name.startswith("labels/")]) == 30  # every annotated task merged
+    assert _validate_and_merge(raw, images, tmp_path / "two", 2, None, method) == single
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            assert len(client.scheduler_info()["workers"]) == 2
+        monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)  # the way a deployment chooses it
+        assert _validate_and_merge(raw, images, tmp_path / "dask", 0, None, method) == single

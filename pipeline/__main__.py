@@ -29,8 +29,10 @@ def serve(
     env: bool = typer.Option(False, "--env", help="Start if needed, then print `export` lines for eval."),
     local_ml_backends: bool = typer.Option(False, "--local-ml-backends",
                                            help="Let the server call ML backends on 127.0.0.1 (ml-backend --connect)."),
+    database: str = typer.Option(
+        None, help="postgresql://USER@HOST:PORT/NAME instead of SQLite (password: PGPASSWORD in the environment)."),
 ) -> None:
-    """Start a local Label Studio (SQLite, offline) in the background, or stop it."""
+    """Start a local Label Studio (SQLite or PostgreSQL, offline) in the background, or stop it."""
     from pipeline.labelstudio import server
 
     if stop:
@@ -39,7 +41,8 @@ def serve(
         return
     if not env:
         console.print(f"Starting Label Studio from {data_dir} (the first start migrates its database, about 20 s)...")
-    running = server.start(data_dir=data_dir, port=port, document_root=document_root, local_ml_backends=local_ml_backends)
+    running = server.start(data_dir=data_dir, port=port, document_root=document_root, local_ml_backends=local_ml_backends,
+                           database=database)
     if env:
         for name, value in running.env().items():
             print(f"export {name}={shlex.quote(value)}")
@@ -47,6 +50,7 @@ def serve(
     console.print(
         f"Label Studio is up at [bold]{running.url}[/bold] (pid {running.pid})\n"
         f"  login     {running.credentials.email} / {running.credentials.password}\n"
+        f"  database  {server.redact(database) if database else 'SQLite in ' + str(data_dir)}\n"
         f"  files     {running.document_root} (local-files storage root)\n"
         f"  pipeline  eval \"$(python -m pipeline serve --env --data-dir {data_dir})\"\n"
         f"  stop      python -m pipeline serve --stop --data-dir {data_dir}"

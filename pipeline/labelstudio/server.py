@@ -1,4 +1,4 @@
-"""Start and stop a local Label Studio server: SQLite, 127.0.0.1, no calls to the internet.
+"""Start and stop a local Label Studio server: SQLite (or PostgreSQL), 127.0.0.1, no calls to the internet.
 
 The server keeps everything in one data folder (default `.labelstudio/`, git-ignored):
 the SQLite database, uploaded media, `server.log`, `server.pid` and `credentials.json`
@@ -6,6 +6,10 @@ the SQLite database, uploaded media, `server.log`, `server.pid` and `credentials
 reused afterwards so that a person can log in again). The pipeline stages never read that
 file: they take `LABEL_STUDIO_URL` and `LABEL_STUDIO_API_KEY` from the environment, which
 `python -m pipeline serve --env` prints for `eval`.
+
+With `database="postgresql://user@host:port/name"` the server keeps its tables in that
+PostgreSQL database instead (media, log and login stay in the data folder). A password is
+taken from the URL or, better, from `PGPASSWORD` in the environment; it is never recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -110,17 +115,48 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def database_environment(database: str | None) -> dict[str, str]:
+    """Label Studio's database variables for a `postgresql://user[:password]@host:port/name` URL, or SQLite."""
+    if not database:
+        return {"DJANGO_DB": "sqlite"}
+    parts = urlsplit(database)
+    name = unquote(parts.path.lstrip("/"))
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = None
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not name or not parts.username or port is None:
+        raise ServerError(f"--database must look like postgresql://USER@HOST:PORT/NAME, got {redact(database)!r}")
+    return {
+        "DJANGO_DB": "postgresql",
+        "POSTGRE_NAME": name,
+        "POSTGRE_USER": unquote(parts.username),
+        "POSTGRE_PASSWORD": unquote(parts.password or "") or os.environ.get("PGPASSWORD", ""),
+        "POSTGRE_HOST": parts.hostname,
+        "POSTGRE_PORT": str(port),
+    }
+
+
+def redact(database: str) -> str:
+    """A database URL without its password, for records and messages."""
+    parts = urlsplit(database)
+    if parts.password is None:
+        return database
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
 def server_environment(data_dir: Path, document_root: Path, credentials: Credentials,
-                       local_ml_backends: bool = False) -> dict[str, str]:
+                       local_ml_backends: bool = False, database: str | None = None) -> dict[str, str]:
     """Environment for an offline, non-interactive Label Studio with a known admin and token.
 
     `local_ml_backends` lets the server call an ML backend on 127.0.0.1 (Label Studio refuses
-    private addresses by default: `POST /api/ml/` answers 403).
+    private addresses by default: `POST /api/ml/` answers 403). `database`: a PostgreSQL URL.
     """
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("LABEL_STUDIO_")}
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))}
+    environment.update(database_environment(database))
     environment.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir.resolve()),
-        DJANGO_DB="sqlite",
         LABEL_STUDIO_USERNAME=credentials.email,
         LABEL_STUDIO_PASSWORD=credentials.password,
         LABEL_STUDIO_USER_TOKEN=credentials.token,
@@ -208,12 +244,14 @@ def start(
     host: str = "127.0.0.1",
     timeout: float = START_TIMEOUT_S,
     local_ml_backends: bool = False,
+    database: str | None = None,
 ) -> RunningServer:
     """Start label-studio in the background and wait until it is healthy.
 
     Reuses a healthy server already recorded in `data_dir`. Refuses a busy port instead of
     letting Label Studio drift to the next one. `local_ml_backends` allows ML backends on
-    loopback (see `server_environment`).
+    loopback (see `server_environment`). `database`: a PostgreSQL URL
+    (default SQLite).
     """
     existing = running_server(data_dir)
     if existing is not None:
@@ -234,14 +272,15 @@ def start(
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
-            env=server_environment(data_dir, document_root, credentials, local_ml_backends),
+            env=server_environment(data_dir, document_root, credentials, local_ml_backends, database),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so stop() takes its children too
         )
     _wait_healthy(url, process, log_path, timeout)
-    record = {"pid": process.pid, "url": url, "document_root": str(document_root), "local_ml_backends": local_ml_backends}
+    record = {"pid": process.pid, "url": url, "document_root": str(document_root), "local_ml_backends": local_ml_backends,
+              "database": redact(database) if database else "sqlite"}
     _pid_file(data_dir).write_text(json.dumps(record))
     return RunningServer(url, process.pid, credentials, data_dir, document_root, local_ml_backends)
 

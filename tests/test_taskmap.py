@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from pipeline.crowd import simulate_annotator
 from pipeline.errors import PipelineError
-from pipeline.labelstudio.export import Drawing, export_task
 from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
 from pipeline.stages import merge, pull, validate
-from pipeline.synthetic import CLASSES, scene
+from pipeline.synthetic import CLASSES
 from pipeline.taskmap import SCHEDULER_ENV, DaskBackend, LocalBackend, choose_backend, pack, unpack
+from tests.exports import write_export
 
 BASE = BaseParams(0, 255, tuple(ClassInfo(n, (0, 0, 0)) for n in CLASSES))
 LS = LabelStudioParams(project=0, control_tags=("brush", "polygon"))
@@ -63,21 +59,9 @@ def test_an_unreachable_scheduler_is_a_clear_error():
 
 
 def _snapshot(tmp_path: Path, count: int) -> tuple[Path, Path]:
-    """A pulled snapshot of `count` tasks (three simulated annotators each) from an export file."""
-    root = tmp_path / "files"
-    root.mkdir()
-    tasks = []
-    for index in range(count):
-        image, truth = scene(index, 40, 56)
-        cv2.imwrite(str(root / f"s{index}.png"), image)
-        rng = np.random.default_rng(index)
-        drawings = [Drawing(10 + k, f"{p}@example.com", simulate_annotator(truth, p, rng, len(CLASSES)), tool)
-                    for k, (p, tool) in enumerate((("good", "brush"), ("sloppy", "polygon"), ("misser", "brush")))]
-        tasks.append(export_task(index + 1, f"/data/local-files/?d=s{index}.png", drawings[: 1 + index % 3], CLASSES, 3 * index + 1))
-    tasks.append({"id": count + 1, "data": {"image": "/data/local-files/?d=missing.png"}, "annotations": []})
-    (tmp_path / "export.json").write_text(json.dumps(tasks))
-    pull.run(tmp_path / "raw", tmp_path / "images", LS, PullParams(export_file=str(tmp_path / "export.json"),
-                                                                   document_root=str(root), workers=2))
+    """A pulled snapshot of `count` tasks (one to three simulated annotators each) from an export file."""
+    export, root = write_export(tmp_path, count)
+    pull.run(tmp_path / "raw", tmp_path / "images", LS, PullParams(export_file=str(export), document_root=str(root), workers=2))
     return tmp_path / "raw", tmp_path / "images"
 
 

@@ -47,6 +47,7 @@ class PullParams:
     document_root: str | None = None
     allowed_origins: tuple[str, ...] = ()
     workers: int = 4
+    incremental: bool = True     # re-export only tasks changed since the last pull; false = always all
 
 
 @dataclasses.dataclass(frozen=True)

@@ -241,8 +241,11 @@ class LabelStudioClient:
 
     # -- exports ----------------------------------------------------------------------------
 
-    def export_tasks(self, project_id: int, timeout_s: float = 600.0) -> Iterator[bytes]:
-        """The project's full JSON export (predictions and annotators expanded), streamed in chunks."""
+    def export_tasks(self, project_id: int, timeout_s: float = 600.0, task_filter_options: dict | None = None) -> Iterator[bytes]:
+        """The project's JSON export (predictions and annotators expanded), streamed in chunks.
+
+        `task_filter_options` ({"view": id}) exports only the tasks a data-manager view selects.
+        """
         exports = self.sdk.projects.exports
         created = self.call(
             f"create an export of project {project_id}",
@@ -250,6 +253,7 @@ class LabelStudioClient:
             id=project_id,
             title="pipeline snapshot",
             serialization_options=EXPORT_OPTIONS,
+            **({"task_filter_options": task_filter_options} if task_filter_options else {}),
         )
         deadline = time.monotonic() + timeout_s
         status = created.status

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from pipeline.atomic import replace_dir, replace_file, write_json
 from pipeline.errors import FetchError, PipelineError, UnsafeReferenceError
 from pipeline.images import image_suffix
+from pipeline.labelstudio import incremental
 from pipeline.labelstudio.client import LabelStudioClient, normalise_task
 from pipeline.labelstudio.export_reader import ExportItem, iter_export
 from pipeline.labelstudio.fetch import MAX_IMAGE_BYTES, ImageFetcher
@@ -200,8 +201,36 @@ def _write_sorted(unsorted: Path, offsets: list[tuple[int, int, int]], target: P
             out.write(source.readline())
 
 
-def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParams) -> int:
-    """Snapshot the configured project (or export file) into `out` and `images`; returns the task count."""
+def _from_server(client: LabelStudioClient, project_id: int, source: ImageSource, image_tag: str, snapshot: Path, out: Path,
+                 images: Path, params: PullParams, state_path: Path) -> tuple[int, dict[int, str]]:
+    """Write the snapshot of a live project: all of it, or only what changed (pipeline.labelstudio.incremental)."""
+    # Fingerprints are listed before exporting: a task changed in between is seen again next time.
+    fingerprints = incremental.task_fingerprints(client, project_id) if params.incremental else {}
+    state = incremental.read_state(state_path, out, project_id) if params.incremental else None
+    changes = incremental.changes_since(state, fingerprints)
+    export_path = snapshot / "export.json"
+    with open(export_path, "wb") as handle:
+        chunks = (client.export_tasks(project_id) if changes is None else
+                  incremental.export_selected(client, project_id, changes.changed) if changes.changed else [b"[]"])
+        for chunk in chunks:
+            handle.write(chunk)
+    count = write_snapshot(iter_export(export_path), source, image_tag, snapshot, out, images, params.workers)
+    export_path.unlink()
+    if changes is not None:
+        fresh = snapshot / "tasks.changed.jsonl"
+        (snapshot / "tasks.jsonl").rename(fresh)
+        count = incremental.merge_snapshot(out / "tasks.jsonl", fresh, changes, snapshot / "tasks.jsonl")
+        fresh.unlink()
+    return count, fingerprints
+
+
+def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParams, state: Path | None = None) -> int:
+    """Snapshot the configured project (or export file) into `out` and `images`; returns the task count.
+
+    `state` (default `<out>.pull-state.json`) records what an incremental re-pull compares with.
+    """
+    state_path = state or out.with_name(f"{out.name}.pull-state.json")
+    fingerprints = None
     client = None if params.export_file and params.document_root else LabelStudioClient.from_env()
     images.mkdir(parents=True, exist_ok=True)
     try:
@@ -215,16 +244,14 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
             else:
                 found = client.find_project(ls_params.project)
                 project = {"id": found.id, "title": found.title, "label_config": found.label_config, "source": "server"}
-                export_path = snapshot / "export.json"
-                with open(export_path, "wb") as handle:
-                    for chunk in client.export_tasks(found.id):
-                        handle.write(chunk)
-                count = write_snapshot(iter_export(export_path), source, ls_params.image_tag, snapshot, out, images, params.workers)
-                export_path.unlink()
+                count, fingerprints = _from_server(client, found.id, source, ls_params.image_tag, snapshot, out, images,
+                                                   params, state_path)
             write_json(snapshot / "project.json", project)
     finally:
         if client is not None:
             fetcher.close()
             client.close()
+    if fingerprints:
+        incremental.write_state(state_path, project["id"], out, fingerprints)
     remove_unreferenced(images, out)
     return count

@@ -31,7 +31,7 @@ def test_server_stopped_mid_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         raw, images = tmp_path / "raw", tmp_path / "images"
         monkeypatch.setattr(LabelStudioClient, "from_env", classmethod(
             lambda cls, **kw: cls(running.url, running.credentials.token, retry_total_s=2)))
-        params = (LabelStudioParams(project=built.id), PullParams(workers=1))
+        params = (LabelStudioParams(project=built.id), PullParams(workers=1, incremental=False))  # every task is fetched again
         pull.run(raw, images, *params)
         before = _files(raw, images)
 

@@ -22,6 +22,12 @@ def reverse_bytes(payload: bytes) -> bytes:
     return payload[::-1]
 
 
+def fail_on_seven(payload: bytes) -> bytes:
+    if payload == b"7":
+        raise ValueError("seven")
+    return payload
+
+
 def test_pack_round_trips_named_parts_in_order():
     parts = {"line": b'{"id": 1}', "empty": b"", "file:3/u1.png": bytes(range(256))}
     assert unpack(pack(parts)) == parts
@@ -93,3 +99,7 @@ def test_outputs_are_byte_identical_on_every_backend(tmp_path, monkeypatch, meth
             assert len(client.scheduler_info()["workers"]) == 2
         monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)  # the way a deployment chooses it
         assert _validate_and_merge(raw, images, tmp_path / "dask", 0, None, method) == single
+        backend = DaskBackend(cluster.scheduler_address, batch=2)
+        with pytest.raises(ValueError, match="seven"):  # a worker's error reaches the driver
+            list(backend.map(fail_on_seven, [str(i).encode() for i in range(20)]))
+        backend.close()

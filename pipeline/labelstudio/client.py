@@ -253,6 +253,8 @@ class LabelStudioClient:
             id=project_id,
             title="pipeline snapshot",
             serialization_options=EXPORT_OPTIONS,
+            # Label Studio builds the export inside this request: on a big project that takes minutes.
+            request_options={"timeout": timeout_s},
             **({"task_filter_options": task_filter_options} if task_filter_options else {}),
         )
         deadline = time.monotonic() + timeout_s

@@ -23,6 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+
 import orjson
 
 from pipeline.atomic import write_json
@@ -33,6 +36,9 @@ FINGERPRINT_FIELDS = ("updated_at", "total_annotations", "cancelled_annotations"
 # Columns the task list would otherwise compute and send for every task (annotation results are megabytes).
 HEAVY_COLUMNS = ("annotations_results", "predictions_results", "annotations_ids", "annotators", "drafts",
                  "comment_authors", "file_upload", "storage_filename", "data", "avg_lead_time", "predictions_score")
+# The mark is taken from the server's clock (second resolution) before exporting, minus a margin:
+# a task saved while the pull runs is exported again next time rather than missed.
+MARK_MARGIN = timedelta(seconds=5)
 # Above this share of changed tasks, one full export is cheaper than a selection.
 FULL_EXPORT_SHARE = 0.5
 
@@ -45,21 +51,70 @@ class Changes:
     deleted: set[int]
 
 
-def task_fingerprints(client: LabelStudioClient, project_id: int, page_size: int = 1000) -> dict[int, str]:
-    """{task id: fingerprint} of every task of the project, from the light task list."""
+@dataclass(frozen=True)
+class Survey:
+    """What to export (None: everything) and what the state records for the next pull."""
+
+    changes: Changes | None
+    record: dict
+
+
+def survey(client: LabelStudioClient, project_id: int, state: dict | None) -> Survey:
+    """Compare the project with the last pull's state, the cheap way when it can tell.
+
+    Fast path: the tasks whose `updated_at` is past the last pull's mark (a filtered query), when
+    the project's task and prediction counts say nothing was deleted and no prediction came in
+    bulk. Otherwise every task's fingerprint is listed and compared (one light row per task).
+    """
+    counters, mark = _project_counters(client, project_id)
+    if state is not None and state.get("mark") and state.get("counters"):
+        recent = _task_rows(client, project_id, _after(state["mark"]))
+        known = state["tasks"]
+        new = [task_id for task_id in recent if str(task_id) not in known]
+        if counters == [len(known) + len(new), state["counters"][1]]:
+            # The margin brings back tasks seen last time: only a different fingerprint counts.
+            changed = sorted(task_id for task_id, print_ in recent.items() if known.get(str(task_id)) != print_)
+            tasks = {**known, **{str(task_id): print_ for task_id, print_ in recent.items()}}
+            return Survey(Changes(changed, set()), {"mark": mark, "counters": counters, "tasks": tasks})
+    fingerprints = _task_rows(client, project_id, [])
+    record = {"mark": mark, "counters": counters, "tasks": {str(k): v for k, v in sorted(fingerprints.items())}}
+    return Survey(changes_since(state, fingerprints), record)
+
+
+def _project_counters(client: LabelStudioClient, project_id: int) -> tuple[list[int], str]:
+    """([task count, prediction count], the server's clock minus a margin) read before anything is exported."""
+    response = client.call(f"get project {project_id}", client._request, "GET", f"/api/projects/{project_id}/")
+    body = response.json()
+    now = parsedate_to_datetime(response.headers["Date"]) if response.headers.get("Date") else datetime.now(timezone.utc)
+    mark = (now - MARK_MARGIN).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return [int(body.get("task_number") or 0), int(body.get("total_predictions_number") or 0)], mark
+
+
+def _after(mark: str) -> list[dict]:
+    return [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": mark}]
+
+
+def _task_rows(client: LabelStudioClient, project_id: int, filters: list[dict], page_size: int = 1000) -> dict[int, str]:
+    """{task id: fingerprint} of the project's tasks matching `filters` (all when empty), light rows only."""
     hidden = [f"tasks:{column}" for column in HEAVY_COLUMNS]
-    query = json.dumps({"hiddenColumns": {"explore": hidden, "labeling": hidden}})
+    query = json.dumps({"hiddenColumns": {"explore": hidden, "labeling": hidden},
+                        "filters": {"conjunction": "and", "items": filters}})
     fingerprints: dict[int, str] = {}
     page = 1
     while True:
         params = {"project": project_id, "page": page, "page_size": page_size, "fields": "task_only", "query": query}
-        body = client.call(f"list task fingerprints of project {project_id} (page {page})", client._request, "GET",
+        body = client.call(f"list tasks of project {project_id} (page {page})", client._request, "GET",
                            "/api/tasks", params=params).json()
         for task in body["tasks"]:
             fingerprints[int(task["id"])] = json.dumps([task.get(field) for field in FINGERPRINT_FIELDS])
         if not body["tasks"] or page * page_size >= body["total"]:
             return fingerprints
         page += 1
+
+
+def task_fingerprints(client: LabelStudioClient, project_id: int) -> dict[int, str]:
+    """{task id: fingerprint} of every task of the project, from the light task list."""
+    return _task_rows(client, project_id, [])
 
 
 def export_selected(client: LabelStudioClient, project_id: int, task_ids: list[int]) -> Iterator[bytes]:
@@ -106,9 +161,9 @@ def read_state(path: Path, snapshot: Path, project_id: int) -> dict | None:
     return state if state.get("snapshot_sha256") == file_sha256(tasks) else None
 
 
-def write_state(path: Path, project_id: int, snapshot: Path, fingerprints: dict[int, str]) -> None:
-    write_json(path, {"project": project_id, "snapshot_sha256": file_sha256(snapshot / "tasks.jsonl"),
-                      "tasks": {str(task_id): print_ for task_id, print_ in sorted(fingerprints.items())}})
+def write_state(path: Path, project_id: int, snapshot: Path, record: dict) -> None:
+    """Record a survey's result for the snapshot now in `snapshot`."""
+    write_json(path, {"project": project_id, "snapshot_sha256": file_sha256(snapshot / "tasks.jsonl"), **record})
 
 
 def merge_snapshot(previous: Path, fresh: Path, changes: Changes, target: Path) -> int:

@@ -202,12 +202,11 @@ def _write_sorted(unsorted: Path, offsets: list[tuple[int, int, int]], target: P
 
 
 def _from_server(client: LabelStudioClient, project_id: int, source: ImageSource, image_tag: str, snapshot: Path, out: Path,
-                 images: Path, params: PullParams, state_path: Path) -> tuple[int, dict[int, str]]:
+                 images: Path, params: PullParams, state_path: Path) -> tuple[int, dict | None]:
     """Write the snapshot of a live project: all of it, or only what changed (pipeline.labelstudio.incremental)."""
-    # Fingerprints are listed before exporting: a task changed in between is seen again next time.
-    fingerprints = incremental.task_fingerprints(client, project_id) if params.incremental else {}
-    state = incremental.read_state(state_path, out, project_id) if params.incremental else None
-    changes = incremental.changes_since(state, fingerprints)
+    # The survey comes before the export: a task changed in between is seen again next time.
+    survey = incremental.survey(client, project_id, incremental.read_state(state_path, out, project_id)) if params.incremental else None
+    changes = survey.changes if survey else None
     export_path = snapshot / "export.json"
     with open(export_path, "wb") as handle:
         chunks = (client.export_tasks(project_id) if changes is None else
@@ -221,7 +220,7 @@ def _from_server(client: LabelStudioClient, project_id: int, source: ImageSource
         (snapshot / "tasks.jsonl").rename(fresh)
         count = incremental.merge_snapshot(out / "tasks.jsonl", fresh, changes, snapshot / "tasks.jsonl")
         fresh.unlink()
-    return count, fingerprints
+    return count, survey.record if survey else None
 
 
 def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParams, state: Path | None = None) -> int:
@@ -230,7 +229,7 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
     `state` (default `<out>.pull-state.json`) records what an incremental re-pull compares with.
     """
     state_path = state or out.with_name(f"{out.name}.pull-state.json")
-    fingerprints = None
+    record = None
     client = None if params.export_file and params.document_root else LabelStudioClient.from_env()
     images.mkdir(parents=True, exist_ok=True)
     try:
@@ -244,14 +243,14 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
             else:
                 found = client.find_project(ls_params.project)
                 project = {"id": found.id, "title": found.title, "label_config": found.label_config, "source": "server"}
-                count, fingerprints = _from_server(client, found.id, source, ls_params.image_tag, snapshot, out, images,
+                count, record = _from_server(client, found.id, source, ls_params.image_tag, snapshot, out, images,
                                                    params, state_path)
             write_json(snapshot / "project.json", project)
     finally:
         if client is not None:
             fetcher.close()
             client.close()
-    if fingerprints:
-        incremental.write_state(state_path, project["id"], out, fingerprints)
+    if record is not None:
+        incremental.write_state(state_path, project["id"], out, record)
     remove_unreferenced(images, out)
     return count

@@ -50,12 +50,17 @@ def test_repull_fetches_only_changes_and_equals_a_full_pull(ls_client: LabelStud
     assert connected == []  # nothing changed: nothing exported
     assert (tmp_path / "inc" / "raw" / "tasks.jsonl").read_bytes() == before
 
+    lsproject.annotate(ls_client, built, 3, "ann2", lsproject.brush_annotation(ids[3], lsproject.scene(3)[1]))
+    assert _pull(tmp_path / "inc", built.id) == 6
+    assert connected == [[ids[3]]]  # found by the updated_at filter alone (no deletion, no bulk prediction)
+    connected.clear()
+
     lsproject.annotate(ls_client, built, 4, "ann2", lsproject.brush_annotation(ids[4], lsproject.scene(4)[1]))
     ls_client.call("delete a task", ls_client.sdk.tasks.delete, id=ids[1])
     ls_client.import_predictions(built.id, [{"task": ids[2], "result": [], "score": 0.5, "model_version": "m1"}])
     (new_id,) = ls_client.import_tasks(built.id, [{"image": f"/data/local-files/?d={project_files.name}/seq0_000.png"}])
     assert _pull(tmp_path / "inc", built.id) == 6
-    assert connected == [sorted([ids[4], ids[2], new_id])]  # the annotated, the predicted, the new one
+    assert connected == [sorted([ids[4], ids[2], new_id])]  # counts changed: every fingerprint compared
 
     assert _pull(tmp_path / "full", built.id, incremental_pull=False) == 6
     for name in ("tasks.jsonl", "project.json"):

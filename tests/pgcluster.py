@@ -57,8 +57,11 @@ def cluster(database: str = "labelstudio") -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(folder, SERVICE_USER)
     data, port = folder / "data", free_port()
-    run = lambda *command: subprocess.run(_as_service_user([str(bindir / command[0]), *command[1:]]),  # noqa: E731
-                                          check=True, capture_output=True, text=True, cwd=folder)
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_as_service_user([str(bindir / command[0]), *command[1:]]), check=True,
+                              capture_output=True, text=True, cwd=folder)
+
     try:
         run("initdb", "-D", str(data), "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-locale")
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"

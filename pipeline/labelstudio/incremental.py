@@ -21,10 +21,9 @@ import heapq
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import orjson
 
@@ -85,7 +84,7 @@ def _project_counters(client: LabelStudioClient, project_id: int) -> tuple[list[
     """([task count, prediction count], the server's clock minus a margin) read before anything is exported."""
     response = client.call(f"get project {project_id}", client._request, "GET", f"/api/projects/{project_id}/")
     body = response.json()
-    now = parsedate_to_datetime(response.headers["Date"]) if response.headers.get("Date") else datetime.now(timezone.utc)
+    now = parsedate_to_datetime(response.headers["Date"]) if response.headers.get("Date") else datetime.now(UTC)
     mark = (now - MARK_MARGIN).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     return [int(body.get("task_number") or 0), int(body.get("total_predictions_number") or 0)], mark
 

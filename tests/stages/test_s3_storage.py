@@ -35,7 +35,7 @@ def s3_label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         client.create_bucket(Bucket=BUCKET)
         uploaded = {}
         for index in range(3):
-            ok, encoded = cv2.imencode(".png", lsproject.scene(index)[0])
+            _, encoded = cv2.imencode(".png", lsproject.scene(index)[0])
             key = f"frames/f{index}.png"
             client.put_object(Bucket=BUCKET, Key=key, Body=encoded.tobytes())
             uploaded[f"s3://{BUCKET}/{key}"] = hashlib.sha256(encoded.tobytes()).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,9 +92,10 @@ def test_presigned_urls_to_another_origin_are_refused_without_leaking_them(s3_la
     records = _pull(s3_label_studio, project_id, tmp_path, monkeypatch, ())
     assert len(records) == 3
     for record in records:
-        assert "not an allowed origin" in record["error"] and s3_label_studio["s3"].endpoint in record["error"]
+        assert "pull.allowed_origins" in record["error"] and s3_label_studio["s3"].endpoint in record["error"]
     snapshot = (tmp_path / "raw" / "tasks.jsonl").read_text()
-    assert "X-Amz-Signature" not in snapshot and "Signature=" not in snapshot and s3server.ACCESS_KEY not in snapshot
+    # the presigned URL's signature and credential never reach the snapshot (query values are masked)
+    assert re.search(r"Signature=[^*&\"]", snapshot) is None and s3server.ACCESS_KEY not in snapshot
     assert not list((tmp_path / "images").rglob("*.png"))
 
 

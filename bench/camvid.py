@@ -34,13 +34,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.consensus import CROWD, DEFAULT_DATA, simulate_crowd  # noqa: E402
+from pipeline.artifacts.annotations import index_writer  # noqa: E402
+from pipeline.artifacts.labels import label_path as consensus_path  # noqa: E402
+from pipeline.artifacts.splits import write_splits  # noqa: E402
 from pipeline.cooccurrence import pixel_keys  # noqa: E402
 from pipeline.dawid_skene import estimate_models  # noqa: E402
-from pipeline.task_consensus import merge_tuples  # noqa: E402
 from pipeline.masks import write_label_map  # noqa: E402
 from pipeline.metrics import confusion_matrix, mean_iou  # noqa: E402
 from pipeline.params import BaseParams, ClassInfo, EvaluateParams, TrainParams  # noqa: E402
 from pipeline.stages import evaluate, train  # noqa: E402
+from pipeline.task_consensus import merge_tuples  # noqa: E402
 
 # The SegNet tutorial's CamVid colours, in class-id order.
 PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
@@ -78,17 +81,16 @@ def write_layout(out: Path, train_pairs, train_labels, test_pairs, confidences) 
     splits = {"train": [], "val": [], "test": []}
     items = [(i + 1, p, lab, "val" if i % 10 == 9 else "train") for i, ((p, _), lab) in enumerate(zip(train_pairs, train_labels))]
     items += [(10001 + i, p, lab, "test") for i, (p, lab) in enumerate(test_pairs)]
-    with open(paths["annotations"] / "index.jsonl", "w") as index:
+    with index_writer(paths["annotations"]) as add_to_index:
         for task_id, image, label, split in items:
             link = paths["raw"] / "images" / f"{task_id}.png"
             if not link.exists():
                 os.symlink(image.resolve(), link)
-            write_label_map(paths["labels"] / f"{task_id}.png", label)
-            index.write(json.dumps({"task_id": task_id, "image": f"images/{task_id}.png", "image_name": image.name,
-                                    "height": label.shape[0], "width": label.shape[1], "data": {}, "maps": {}}) + "\n")
+            write_label_map(consensus_path(paths["labels"], task_id), label)
+            add_to_index({"task_id": task_id, "image": f"images/{task_id}.png", "image_name": image.name,
+                          "height": label.shape[0], "width": label.shape[1], "data": {}, "maps": {}})
             splits[split].append(task_id)
-    for split, ids in splits.items():
-        (paths["splits"] / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    write_splits(paths["splits"], splits)
     return paths
 
 
@@ -153,7 +155,8 @@ def train_and_evaluate(args: argparse.Namespace, out: Path, paths: dict, base: B
         params = TrainParams(architecture=architecture, encoder=args.encoder, encoder_weights=weights,
                              epochs=args.epochs, batch_size=args.batch, lr=args.lr, base_size=args.base_size,
                              crop_size=args.crop, workers=args.workers, device=args.device,
-                             threads=args.threads, min_label_confidence=threshold)
+                             threads=args.threads, min_label_confidence=threshold,
+                             class_weights=None)
         start = time.perf_counter()
         train.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], out / "models" / tag / architecture,
                   out / "live" / tag / architecture, base, params)

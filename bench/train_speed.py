@@ -30,10 +30,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.models import build_model  # noqa: E402
-from pipeline.params import load_section, read_params  # noqa: E402
+from pipeline.params import (  # noqa: E402
+    load_section,
+    read_params,
+    with_overrides,  # noqa: E402
+)
 from pipeline.training.data import TrainDataset, list_samples, make_loader  # noqa: E402
 from pipeline.training.distributed import Runtime, resolve_device, set_cpu_threads  # noqa: E402
-from pipeline.params import with_overrides  # noqa: E402
 from pipeline.training.loop import SegmentationLoss, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
 from pipeline.training.transforms import train_transform  # noqa: E402
 from tests.training.synthetic import make_dataset  # noqa: E402
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
           f"(base_size {params.base_size}), {params.workers} loader workers, {args.steps} timed steps on {name}")
     with tempfile.TemporaryDirectory() as folder:
         layout = make_dataset(Path(folder), n=args.images, size=tuple(args.size))
-        dataset = (layout.raw, layout.annotations, layout.labels, layout.splits / "train.txt")
+        dataset = (layout.raw, layout.annotations, layout.labels, layout.splits, "train")
         rows = {}
         for label, optimised in (("fp32 eager", False), ("bf16+channels_last" + ("+compile" if params.compile else ""), True)):
             rows[label] = measure(params, len(load_section("base", args.params, values).classes), dataset, runtime,

@@ -1,9 +1,13 @@
-"""Command line: `python -m pipeline <command>`; every DVC stage is one command."""
+"""Command line: `python -m pipeline <command>`; every DVC stage is one command, built from pipeline.registry."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import shlex
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,6 +15,7 @@ from rich.markup import escape
 
 from pipeline.atomic import ENVIRONMENT_ERRNOS
 from pipeline.errors import PipelineError
+from pipeline.registry import STAGES, Stage
 
 app = typer.Typer(
     help="Crowdsourced segmentation masks from Label Studio to a versioned dataset, a model, and back.",
@@ -58,161 +63,44 @@ def serve(
 
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
-SCHEDULER = typer.Option(
-    None, "--scheduler", envvar="DASK_SCHEDULER_ADDRESS", show_envvar=True,
-    help="Run the per-task work on this Dask scheduler (tcp://host:8786) instead of local processes.",
-)
 
 
-@app.command()
-def pull(
-    out: Path = typer.Option(..., help="Snapshot folder for tasks.jsonl and project.json (data/raw)."),
-    images: Path = typer.Option(..., help="Content-addressed image folder (data/images)."),
-    params: Path = PARAMS,
-) -> None:
-    """Snapshot the Label Studio project (or pull.export_file) with every task image."""
-    from pipeline.params import load_section, read_params
-    from pipeline.stages import pull as stage
+def stage_command(stage: Stage) -> Callable[..., None]:
+    """A typer command for a registered stage: read its params sections, call its run, show the result."""
 
-    raw = read_params(params)
-    count = stage.run(out, images, load_section("labelstudio", params, raw), load_section("pull", params, raw))
-    console.print(f"pulled {count} tasks into {out}")
+    def command(**values: Any) -> None:
+        from pipeline.params import load_sections, with_overrides
 
+        sections = load_sections(stage.sections, values.pop("params"))
+        if stage.overrides:
+            overrides = values.pop("overrides")
+            sections[stage.overrides] = with_overrides(stage.overrides, sections[stage.overrides], overrides)
+        run = importlib.import_module(stage.module).run
+        positional = [values[o.name] for o in stage.options if o.keyword is None]
+        keywords = {o.keyword: values[o.name] for o in stage.options if o.keyword is not None}
+        result = run(*positional, *sections.values(), **keywords)
+        stage.show(console, stage.command, result, values)
 
-@app.command()
-def validate(
-    raw: Path = typer.Option(..., help="Snapshot folder written by pull."),
-    images: Path = typer.Option(..., help="Image folder written by pull."),
-    out: Path = typer.Option(..., help="Folder of per-annotator label maps (data/annotations)."),
-    report: Path = typer.Option(..., help="validation.json to write."),
-    params: Path = PARAMS,
-    scheduler: str = SCHEDULER,
-) -> None:
-    """Decode and check every annotation; write one label map per (task, annotator) and the report."""
-    from pipeline.params import load_section, read_params
-    from pipeline.stages import validate as stage
-
-    values = read_params(params)
-    sections = (load_section(s, params, values) for s in ("base", "labelstudio", "validate"))
-    counts = stage.run(raw, images, out, report, *sections, scheduler=scheduler)
-    console.print("validate: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-
-
-@app.command()
-def merge(
-    annotations: Path = typer.Option(..., help="Folder written by validate."),
-    validation: Path = typer.Option(..., help="validation.json written by validate."),
-    out: Path = typer.Option(..., help="Folder of consensus label maps (data/labels)."),
-    report: Path = typer.Option(..., help="agreement.json to write."),
-    params: Path = PARAMS,
-    scheduler: str = SCHEDULER,
-) -> None:
-    """Merge the annotators of each task into one consensus label map; write agreement figures."""
-    from pipeline.params import load_section, read_params
-    from pipeline.stages import merge as stage
-
-    values = read_params(params)
-    summary = stage.run(annotations, validation, out, report, load_section("base", params, values),
-                        load_section("merge", params, values), scheduler=scheduler)
-    console.print("merge: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict)))
+    parameters = [
+        inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.type,
+                          default=typer.Option(o.default, *([o.flag] if o.flag else []), help=o.help,
+                                               envvar=o.envvar, show_envvar=o.envvar is not None))
+        for o in stage.options
+    ]
+    if stage.overrides:
+        help_text = f"Override a {stage.overrides} param for this run, e.g. --set architecture=FCN8s."
+        parameters.append(inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, annotation=list[str],
+                                            default=typer.Option([], "--set", help=help_text)))
+    parameters.append(inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, annotation=Path, default=PARAMS))
+    command.__signature__ = inspect.Signature(parameters)
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = stage.help
+    command.__name__ = stage.command.replace("-", "_")
+    return command
 
 
-@app.command()
-def split(
-    annotations: Path = typer.Option(..., help="Folder written by validate."),
-    labels: Path = typer.Option(..., help="Consensus label maps written by merge."),
-    images: Path = typer.Option(..., help="Image folder (for perceptual hashes)."),
-    agreement: Path = typer.Option(..., help="agreement.json written by merge."),
-    out: Path = typer.Option(..., help="Folder for train.txt, val.txt, test.txt."),
-    card: Path = typer.Option(..., help="Dataset card path without suffix; .md and .json are written."),
-    params: Path = PARAMS,
-) -> None:
-    """Split the labelled tasks into train/val/test without leakage; write the dataset card."""
-    from pipeline.params import load_section, read_params
-    from pipeline.stages import split as stage
-
-    values = read_params(params)
-    counts = stage.run(annotations, labels, images, agreement, out, card, load_section("base", params, values), load_section("split", params, values))
-    console.print("split: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-
-
-@app.command()
-def train(
-    images: Path = typer.Option(..., help="Image folder written by pull."),
-    annotations: Path = typer.Option(..., help="Folder written by validate (index.jsonl)."),
-    labels: Path = typer.Option(..., help="Consensus label maps."),
-    splits: Path = typer.Option(..., help="Folder with train.txt and val.txt."),
-    models: Path = typer.Option(..., help="Folder for best.pt and last.pt."),
-    live: Path = typer.Option(..., help="dvclive folder (metrics.json, plots, curves.png)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from MODELS/last.pt."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a train param, e.g. --set architecture=FCN8s."),
-    params: Path = PARAMS,
-) -> None:
-    """Fine-tune the configured network; the same command runs under `torchrun --nproc_per_node N`."""
-    from pipeline.params import load_section, read_params, with_overrides
-    from pipeline.stages import train as stage
-
-    values = read_params(params)
-    train_params = with_overrides("train", load_section("train", params, values), overrides)
-    summary = stage.run(images, annotations, labels, splits, models, live, load_section("base", params, values), train_params,
-                        resume=resume)
-    console.print("train: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
-
-
-@app.command()
-def evaluate(
-    images: Path = typer.Option(..., help="Image folder written by pull."),
-    annotations: Path = typer.Option(..., help="Folder written by validate (index.jsonl)."),
-    labels: Path = typer.Option(..., help="Consensus label maps."),
-    splits: Path = typer.Option(..., help="Folder with the split files."),
-    model: list[Path] = typer.Option(..., help="Checkpoint(s); the first is the primary model, all are compared."),
-    reports: Path = typer.Option(..., help="Folder for metrics, pictures, comparison and suspect labels."),
-    validation: Path = typer.Option(None, help="validation.json (its project id makes Label Studio links)."),
-    params: Path = PARAMS,
-) -> None:
-    """Score the model(s) on the test split; write metrics, confusion, overlays, comparison, suspect labels."""
-    from pipeline.params import load_section, read_params
-    from pipeline.stages import evaluate as stage
-
-    values = read_params(params)
-    summary = stage.run(images, annotations, labels, splits, model, stage.ReportPaths.under(reports),
-                        load_section("base", params, values), load_section("evaluate", params, values), validation)
-    console.print_json(data={k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
-
-
-@app.command()
-def preannotate(
-    raw: Path = typer.Option(..., help="Snapshot folder written by pull (tasks)."),
-    images: Path = typer.Option(..., help="Image folder written by pull."),
-    model: Path = typer.Option(..., help="Checkpoint to predict with (models/best.pt)."),
-    agreement: Path = typer.Option(None, help="agreement.json (its review list, for tasks: low_agreement)."),
-    report: Path = typer.Option(..., help="preannotate.json to write."),
-    uncertainty: Path = typer.Option(..., help="CSV of the pre-annotated tasks, least confident first."),
-    params: Path = PARAMS,
-) -> None:
-    """Push the model's masks into Label Studio as predictions, replacing that model version's."""
-    from pipeline.params import load_section, read_params
-    from pipeline.stages import preannotate as stage
-
-    values = read_params(params)
-    summary = stage.run(raw, images, model, agreement, report, uncertainty,
-                        *(load_section(s, params, values) for s in ("base", "labelstudio", "preannotate")))
-    console.print("preannotate: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
-
-
-@app.command("review-stats")
-def review_stats(
-    raw: Path = typer.Option(Path("data/raw"), help="Snapshot folder written by pull."),
-    report: Path = typer.Option(Path("reports/preannotation_effect.json"), help="Report to write."),
-    params: Path = PARAMS,
-) -> None:
-    """How much pre-annotation saved: prediction vs submitted IoU, pixels changed, lead time."""
-    from pipeline.params import load_section, read_params
-    from pipeline.stages import review_stats as stage
-
-    values = read_params(params)
-    summary = stage.run(raw, report, *(load_section(s, params, values) for s in ("base", "labelstudio", "validate")))
-    console.print_json(data=summary)
+for registered in STAGES:
+    app.command(registered.command)(stage_command(registered))
 
 
 @app.command("ml-backend")
@@ -267,10 +155,14 @@ def promote(
 @app.command()
 def seed(
     images: Path = typer.Option(..., help="Folder of images."),
-    classes: Path = typer.Option(..., help="JSON: a list of class names, or {'classes': [{id, name, color}], 'ignore_index'}."),
+    classes: Path = typer.Option(
+        ..., help="JSON: a list of class names, or {'classes': [{id, name, color}], 'ignore_index'}."
+    ),
     masks: Path = typer.Option(None, help="Folder of label-map PNGs named like the images (class ids)."),
     crowd: str = typer.Option("", help="Simulate annotators from the masks, e.g. good,sloppy,misser,confuser,spammer."),
-    masks_as: str = typer.Option("annotations", help="Without --crowd: import masks as 'annotations' or 'predictions'."),
+    masks_as: str = typer.Option(
+        "annotations", help="Without --crowd: import masks as 'annotations' or 'predictions'."
+    ),
     title: str = typer.Option("Seeded project", help="Project title."),
     document_root: Path = typer.Option(Path(".labelstudio/files"), help="The server's local-files document root."),
     unlabeled_every: int = typer.Option(0, help="Leave every N-th image without annotations (0 = none)."),

@@ -25,22 +25,22 @@ Methods:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.cooccurrence import LabelTuples, label_tuples, paint, pixel_keys
 from pipeline.decision import decide
 from pipeline.errors import PipelineError
 from pipeline.metrics import iou_per_class
 
-IGNORE_INDEX = 255
 TIE_TOL = 1e-4  # nats; scores closer than this are tied
 BLOCK_ROWS = 1 << 16  # label combinations per step of an estimation pass: bounds its temporaries
 
-Maps = Union[Sequence[np.ndarray], Mapping[str, np.ndarray]]
-Tasks = Union[Callable[[], Iterable[Mapping[str, np.ndarray]]], Sequence[Mapping[str, np.ndarray]]]
+Maps = Sequence[np.ndarray] | Mapping[str, np.ndarray]
+Tasks = Callable[[], Iterable[Mapping[str, np.ndarray]]] | Sequence[Mapping[str, np.ndarray]]
 
 
 class ConsensusError(PipelineError):
@@ -105,7 +105,7 @@ class AnnotatorModels:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "AnnotatorModels":
+    def from_dict(cls, data: Mapping) -> AnnotatorModels:
         """Inverse of ``to_dict``; raises ConsensusError on missing keys or inconsistent shapes."""
         try:
             models = cls(
@@ -257,7 +257,7 @@ class _Project:
     counts: np.ndarray
 
     @classmethod
-    def of(cls, tables: list[LabelTuples], num_classes: int) -> "_Project":
+    def of(cls, tables: list[LabelTuples], num_classes: int) -> _Project:
         annotators = tuple(sorted({a for t in tables for a in t.annotators}))
         position = {a: i for i, a in enumerate(annotators)}
         rows, width = sum(len(t.counts) for t in tables), max((len(t.annotators) for t in tables), default=0)

@@ -26,7 +26,6 @@ import zstandard
 
 from pipeline.errors import PipelineError
 
-IGNORE_INDEX = 255
 COMBINATIONS = "_combinations.zst"  # per task: each pixel's row in its co-occurrence table
 # Key spaces up to this size are counted in a dense table (fast); larger ones fall back to np.unique.
 MAX_DENSE_KEYS = 1 << 22

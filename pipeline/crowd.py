@@ -33,14 +33,14 @@ void. Same inputs and the same seed give the same map.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import PipelineError
 
-IGNORE_INDEX = 255
 PROFILES = ("good", "dilated", "eroded", "sloppy", "misser", "confuser", "spammer", "partial")
 MISS_FILLS = ("surround", "unlabeled")
 

@@ -51,3 +51,7 @@ class FetchError(PipelineError):
 
 class EnvironmentProblem(PipelineError):
     """The machine refused a write: disk full, quota, read-only or no permission; the path is named."""
+
+
+class ArtifactError(PipelineError):
+    """A file one stage hands to the next is missing or not what that stage writes."""

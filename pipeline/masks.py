@@ -9,7 +9,6 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 
-IGNORE_INDEX = 255
 # Label maps are long runs of a few values: run-length deflate without row filters is half the
 # encode and decode time of OpenCV's default (adaptive filters) and gives smaller files.
 FLAT_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,

@@ -13,14 +13,13 @@ other value (255 = ignore / unlabeled, void, out-of-range ids) is dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Sequence
 
 import numpy as np
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import PipelineError
-
-IGNORE_INDEX = 255
 
 
 class MetricsError(PipelineError):

@@ -6,15 +6,16 @@ Shapes legend: H, W image size; C classes. Images are (H, W, 3) uint8 RGB, label
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
 from pipeline.atomic import replace_file
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import PipelineError
-from pipeline.masks import IGNORE_INDEX, colorize
+from pipeline.masks import colorize
 
 ERROR_RGB = (255, 0, 0)
 IGNORED_RGB = (255, 255, 255)

@@ -27,8 +27,8 @@ def select_tasks(tasks: Iterable[dict], which: str, review_ids: Iterable[int] = 
     if which not in SELECTIONS:
         raise ParamsError(f"preannotate.tasks={which!r} is not known; use one of {', '.join(SELECTIONS)}")
     review = set(review_ids)
-    chosen = [t for t in tasks if which == "all" or (which == "unlabeled" and not is_annotated(t)) or t["id"] in review]
-    return sorted(chosen, key=lambda t: t["id"])
+    rules = {"all": lambda t: True, "unlabeled": lambda t: not is_annotated(t), "low_agreement": lambda t: t["id"] in review}
+    return sorted(filter(rules[which], tasks), key=lambda t: t["id"])
 
 
 def model_version(name: str, checkpoint: Path) -> str:

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.crowd import PROFILES, simulate_annotator
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.export import TOOLS, drawing_results, label_config
-from pipeline.masks import IGNORE_INDEX
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35), (70, 70, 70), (153, 153, 153),

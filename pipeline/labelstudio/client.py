@@ -134,7 +134,10 @@ class LabelStudioClient:
         )
 
     def _request(self, method: str, path: str, headers_extra: dict | None = None, **kwargs: Any) -> httpx.Response:
-        # The SDK's own headers carry the right scheme for legacy tokens and personal access tokens.
+        # The SDK's own headers carry the right scheme for legacy tokens and personal access tokens
+        # (it exchanges and refreshes the JWT of the latter). label-studio-sdk 2.1.2 has no public
+        # call for them nor for a request to an arbitrary path (task files), so its client wrapper
+        # it is; pinned SDK version, covered by the download tests.
         headers = {**self.sdk._client_wrapper.get_headers(), **(headers_extra or {})}
         response = self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code != 304:  # "not modified" answers a conditional download

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.results import label_map_to_brush_results, label_map_to_polygon_results
 
@@ -28,7 +29,7 @@ def drawing_results(label_map: np.ndarray, classes: Sequence[str], tool: str, ta
     """Result list for one drawing; pixels of class `unpainted` are left unpainted, as people do."""
     if tool not in TOOLS:
         raise PipelineError(f"unknown drawing tool {tool!r}; use one of {', '.join(TOOLS)}")
-    painted = label_map if unpainted is None else np.where(label_map == unpainted, np.uint8(255), label_map)
+    painted = label_map if unpainted is None else np.where(label_map == unpainted, np.uint8(IGNORE_INDEX), label_map)
     if tool == "brush":
         return label_map_to_brush_results(painted, classes, task_id=task_id, from_name="brush", to_name=to_name)
     return label_map_to_polygon_results(painted, classes, task_id=task_id, from_name="polygon", to_name=to_name)

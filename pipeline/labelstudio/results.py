@@ -35,17 +35,16 @@ import cv2
 import numba
 import numpy as np
 
+from pipeline.constants import IGNORE_INDEX as IGNORE
 from pipeline.errors import ParamsError, ResultError
 from pipeline.labelstudio.regions import (
     MAX_SIDE,
     REGION_TYPES,
     read_region_header,
-    region_error,
     region_coverage,
+    region_error,
 )
 from pipeline.labelstudio.rle import encode
-
-IGNORE = 255
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """evaluate: score trained models on a split, draw the results, and list suspect training labels.
 
-Reads   <images>/..., <annotations>/index.jsonl, <labels>/*.png, <splits>/{split,train}.txt,
-        the checkpoints given (the first is the primary model), <validation> (Label Studio project id)
+Reads   <images>/..., <annotations>/index.jsonl, <labels>/*.png, <splits>/<evaluate.split>.txt and the
+        split the primary model was trained on, the checkpoints given (the first is the primary model),
+        <validation> (Label Studio project id)
 Writes  (see ReportPaths) metrics.json, confusion.json/.png, overlays/, comparison.md/.json/.png and
         suspect_labels.csv; everything but the comparison is about the primary model.
 """
@@ -11,22 +12,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
+from pipeline.artifacts.reports import report_project
 from pipeline.atomic import replace_dir, replace_file, write_json
 from pipeline.errors import TrainingError
 from pipeline.metrics import confusion_matrix, dice_per_class, iou_per_class, mean_iou, pixel_accuracy
 from pipeline.models import count_parameters
 from pipeline.params import BaseParams, EvaluateParams
 from pipeline.plots import confusion_png, overlay, write_png
-from pipeline.training.comparison import write_comparison
-from pipeline.stages.merge import project_of
 from pipeline.training import hints
 from pipeline.training.checkpoint import checkpoint_params, finite_or_none, load_checkpoint, model_from_checkpoint
+from pipeline.training.comparison import write_comparison
 from pipeline.training.data import EvalDataset, collate_eval, list_samples, make_loader, read_image
 from pipeline.training.distributed import resolve_device, set_cpu_threads
 from pipeline.training.predict import amp_dtype, predictions
@@ -42,7 +43,7 @@ class ReportPaths:
     suspects: Path         # suspect_labels.csv
 
     @classmethod
-    def under(cls, folder: Path) -> "ReportPaths":
+    def under(cls, folder: Path) -> ReportPaths:
         """The default names inside one reports folder."""
         folder = Path(folder)
         return cls(folder / "metrics.json", folder / "confusion.json", folder / "confusion.png",
@@ -70,7 +71,7 @@ def run(images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: P
     device = resolve_device(params.device)
     set_cpu_threads(params.threads, device)
     dataset = (Path(images_dir), Path(annotations_dir), Path(labels_dir))
-    samples = list_samples(*dataset, Path(splits_dir) / f"{params.split}.txt")
+    samples = list_samples(*dataset, Path(splits_dir), params.split, "evaluate.split")
     if not samples:
         raise TrainingError(f"split {params.split!r} holds no task; nothing to evaluate")
     scored = [_score(Path(p), samples, base, params, device) for p in checkpoints]
@@ -83,8 +84,10 @@ def run(images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: P
     confusion_png(paths.confusion_png, primary.cm, base.names, f"{params.split}: {primary.path.parent.name}/{primary.path.name}")
     _write_overlays(paths.overlays, primary, samples, base, params, device)
     write_comparison(paths.comparison, [_row(s, base.names) for s in scored], base.names, params.split)
-    train_samples = list_samples(*dataset, Path(splits_dir) / "train.txt")
-    _write_suspects(paths.suspects, primary, train_samples, base, params, device, _project_id(validation_path))
+    # Suspect labels are looked for in what the primary model was trained on.
+    trained_on = checkpoint_params(primary.state).train_split
+    train_samples = list_samples(*dataset, Path(splits_dir), trained_on, f"train.train_split of {primary.path}")
+    _write_suspects(paths.suspects, primary, train_samples, base, params, device, report_project(validation_path).get("id"))
     return metrics
 
 
@@ -153,12 +156,6 @@ def _write_overlays(folder: Path, scored: Scored, samples, base: BaseParams, par
             caption = f"task {sample.task_id}  mIoU {scored.image_miou[index]:.2f}"
             picture = overlay(read_image(sample.image), p.truth, p.pred, base.palette, caption)
             write_png(staging / f"{kind}_{rank:02d}_task{sample.task_id}.png", picture)
-
-
-def _project_id(validation_path: Path | None) -> int | None:
-    if validation_path is None or not Path(validation_path).is_file():
-        return None
-    return project_of(Path(validation_path)).get("id")
 
 
 def _write_suspects(path: Path, scored: Scored, samples, base: BaseParams, params: EvaluateParams,

@@ -19,7 +19,6 @@ consensus over the whole project.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -27,46 +26,34 @@ from functools import partial
 from itertools import combinations
 from pathlib import Path
 
-import ijson
 import numpy as np
 import orjson
 from tqdm import tqdm
 
-from pipeline.atomic import replace_dir, replace_file
+from pipeline.artifacts.annotations import iter_index, load_maps
+from pipeline.artifacts.labels import CONFIDENCE_DIR, confidence_path, label_path
+from pipeline.artifacts.reports import report_project, streamed_report
+from pipeline.atomic import replace_dir
 from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models
-from pipeline.cooccurrence import LabelTuples, confusion_against, decode_index_map, pair_confusion, pixel_keys, read_index_map
+from pipeline.constants import IGNORE_INDEX
+from pipeline.cooccurrence import (
+    LabelTuples,
+    confusion_against,
+    decode_index_map,
+    pair_confusion,
+    pixel_keys,
+    read_index_map,
+)
 from pipeline.dawid_skene import BandedModels, estimate_models
 from pipeline.decision import POLICIES
 from pipeline.edge_bands import check_bands
 from pipeline.errors import ParamsError, PipelineError
-from pipeline.masks import decode_label_map, encode_label_map, read_label_map
+from pipeline.masks import decode_label_map, encode_label_map
 from pipeline.metrics import mean_pair_iou
 from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, MergeParams
 from pipeline.task_consensus import METHODS, banded_of, merge_tuples
 from pipeline.taskmap import choose_backend, pack, unpack
-
-CONFIDENCE_DIR = "confidence"  # <labels>/confidence/<task_id>.png: round(255 p) per pixel
-
-
-def iter_tasks(annotations_dir: Path) -> Iterator[dict]:
-    """Tasks with at least one valid annotation, streamed from validate's index (sorted by task id)."""
-    with open(annotations_dir / "index.jsonl", "rb") as handle:
-        for line in handle:
-            yield orjson.loads(line)
-
-
-def load_maps(annotations_dir: Path, task: dict) -> dict[str, np.ndarray]:
-    """{annotator: (H, W) uint8} of one task."""
-    return {key: read_label_map(annotations_dir / entry["file"]) for key, entry in sorted(task["maps"].items())}
-
-
-def project_of(report_path: Path) -> dict:
-    """The {"id", "title"} recorded in a validation report, read without loading the whole report."""
-    with open(report_path, "rb") as handle:
-        for project in ijson.items(handle, "project"):
-            return project or {}
-    return {}
 
 
 def task_link(project_id: int | None, task_id: int) -> str | None:
@@ -148,7 +135,7 @@ def merge_task(task: dict, tuples: LabelTuples, pixels: np.ndarray, method: str,
         "single": single,
         "mean_pairwise_iou": _round(overall),
         "per_class_iou": [_round(v) for v in per_class],
-        "undecided_fraction": round(np.count_nonzero(consensus == 255) / consensus.size, 5),
+        "undecided_fraction": round(np.count_nonzero(consensus == IGNORE_INDEX) / consensus.size, 5),
         "against_majority": round(result.against_majority(), 5),
         "mean_confidence": None if confidence is None else round(confidence, 5),
     }
@@ -156,7 +143,7 @@ def merge_task(task: dict, tuples: LabelTuples, pixels: np.ndarray, method: str,
 
 
 def _payloads(annotations_dir: Path, pending: deque) -> Iterator[bytes]:
-    for task in iter_tasks(annotations_dir):
+    for task in iter_index(annotations_dir):
         pending.append(task)
         yield merge_payload_of(task, annotations_dir)
 
@@ -226,30 +213,29 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
     except PipelineError as error:
         raise ParamsError(f"merge.edge_bands: {error}") from None
     num_classes = len(base.names)
-    project_id = project_of(validation_path).get("id")
+    project_id = report_project(validation_path).get("id")
     workers = params.workers or os.cpu_count() or 1
     models = estimate(annotations_dir, num_classes, params, workers)
     tally = Tally(num_classes)
     backend = choose_backend(scheduler, params.workers)
-    with (replace_dir(out_dir) as staging, replace_file(report_path) as report,
+    with (replace_dir(out_dir) as staging, streamed_report(report_path, "tasks", keyed=True) as report,
           tqdm(desc=f"merge on {backend.describe()}", unit="task") as bar):
         (staging / CONFIDENCE_DIR).mkdir()
         kernel = partial(merge_payload, method=params.method, models=models, num_classes=num_classes, undecided=params.undecided)
-        report.write('{"tasks": {')
         pending: deque = deque()  # tasks sent and not yet back, in order (bounded by the backend)
         try:
             for result in backend.map(kernel, _payloads(annotations_dir, pending)):
                 task, parts = pending.popleft(), unpack(result)
                 entry, confusions, offsets = _unpacked(parts, num_classes)
-                (staging / f"{entry['task_id']}.png").write_bytes(parts["label"])
-                (staging / CONFIDENCE_DIR / f"{entry['task_id']}.png").write_bytes(parts["confidence"])
-                report.write(f'{"" if tally.tasks == 0 else ","}\n"{entry["task_id"]}": ' + parts["entry"].decode())
+                label_path(staging, entry["task_id"]).write_bytes(parts["label"])
+                confidence_path(staging, entry["task_id"]).write_bytes(parts["confidence"])
+                report.add_encoded(parts["entry"].decode(), entry["task_id"])
                 tally.add(task, entry, confusions, params.min_agreement, offsets)
                 bar.update()
         finally:
             backend.close()
         rest = agreement_summary(tally, base.names, params, project_id, models)
-        report.write("\n},\n" + json.dumps(rest, indent=1, sort_keys=True)[1:] + "\n")
+        report.finish(rest)
     return rest["summary"]
 
 
@@ -261,13 +247,13 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
     """
     if params.method == "vote":
         tables = (LabelTuples.from_dict(t["cooccurrence"], num_classes) if "cooccurrence" in t else load_maps(annotations_dir, t)
-                  for t in iter_tasks(annotations_dir))
+                  for t in iter_index(annotations_dir))
         return estimate_annotator_models(tables, num_classes, iterations=params.iterations)
     if params.method == "dawid_skene":
         work = partial(estimation_tuples, annotations_dir=annotations_dir, num_classes=num_classes,
                        thresholds=tuple(params.edge_bands))
         # without bands a task's table is in the index: not worth a process hop
-        tables = (t for _, t in ordered_map(work, iter_tasks(annotations_dir), workers if params.edge_bands else 1))
+        tables = (t for _, t in ordered_map(work, iter_index(annotations_dir), workers if params.edge_bands else 1))
         return estimate_models(tables, num_classes, tuple(params.edge_bands), iterations=params.iterations)
     return None
 

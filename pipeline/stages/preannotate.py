@@ -14,26 +14,20 @@ with the ML backend (`pipeline.predictor`), so both paths give a task the same p
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.artifacts.reports import review_ids
+from pipeline.artifacts.snapshot import read_project, snapshot_records
 from pipeline.atomic import replace_file, write_json
 from pipeline.errors import ParamsError
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
-from pipeline.stages.pull import snapshot_records
-from pipeline.predictor import load_predictor, predict_files
 from pipeline.preannotation import select_tasks, uncertainty_rows
-
-
-def review_ids(agreement_path: Path | None) -> list[int]:
-    if agreement_path is None or not agreement_path.exists():
-        return []
-    return [row["task_id"] for row in json.loads(agreement_path.read_text()).get("review", [])]
+from pipeline.predictor import load_predictor, predict_files
 
 
 def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, base: BaseParams,
@@ -110,7 +104,7 @@ def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path 
     """
     if params.push_batch < 100:
         raise ParamsError(f"preannotate.push_batch={params.push_batch}: use at least 100 predictions per request")
-    project = json.loads((raw_dir / "project.json").read_text())
+    project = read_project(raw_dir)
     if project.get("id") is None:
         raise ParamsError("the snapshot came from pull.export_file and names no project; pull from the server to pre-annotate")
     pairs = [(task, image) for task, image in snapshot_records(raw_dir) if image.get("file")]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline.artifacts.snapshot import PROJECT, REJECTED, record_line, snapshot_records, tasks_path
 from pipeline.atomic import replace_dir, replace_file, write_json
 from pipeline.errors import FetchError, PipelineError, UnsafeReferenceError
 from pipeline.images import image_suffix
@@ -41,7 +42,6 @@ from pipeline.labelstudio.references import describe_url, local_file_path, resol
 from pipeline.params import LabelStudioParams, PullParams
 
 BATCH = 64
-REJECTED = "rejected.jsonl"  # export items that are no task at all, by position
 
 
 @dataclass(frozen=True)
@@ -130,17 +130,9 @@ def remove_unreferenced(images: Path, snapshot: Path) -> int:
     return removed
 
 
-def snapshot_records(snapshot: Path) -> Iterator[tuple[dict, dict]]:
-    """(task, image record) of every line of a snapshot's tasks.jsonl, streamed."""
-    with open(snapshot / "tasks.jsonl") as handle:
-        for line in handle:
-            record = json.loads(line)
-            yield record["task"], record["image"]
-
-
 def previous_images(snapshot: Path) -> dict[str, dict]:
     """Image records of the last snapshot, by reference; none before the first pull."""
-    if not (snapshot / "tasks.jsonl").exists():
+    if not tasks_path(snapshot).exists():
         return {}
     return {image["ref"]: image for _, image in snapshot_records(snapshot) if image.get("file") and image.get("ref")}
 
@@ -167,13 +159,12 @@ def write_snapshot(items: Iterator[ExportItem], source: ImageSource, image_tag: 
             if batch and (item is None or len(batch) == BATCH):
                 records = pool.map(lambda i: _image_record(i, image_tag, previous, source, images), batch)
                 for entry, record in zip(batch, records):
-                    line = json.dumps({"task": entry.task, "image": record, **({"problem": entry.problem} if entry.problem else {})},
-                                      sort_keys=True) + "\n"
+                    line = record_line(entry.task, record, entry.problem)
                     offsets.append((entry.task["id"], out.tell(), len(line)))
                     out.write(line)
                 bar.update(len(batch))
                 batch = []
-    _write_sorted(unsorted, offsets, snapshot / "tasks.jsonl")
+    _write_sorted(unsorted, offsets, tasks_path(snapshot))
     unsorted.unlink()
     return len(offsets)
 
@@ -245,7 +236,7 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
                 project = {"id": found.id, "title": found.title, "label_config": found.label_config, "source": "server"}
                 count, record = _from_server(client, found.id, source, ls_params.image_tag, snapshot, out, images,
                                                    params, state_path)
-            write_json(snapshot / "project.json", project)
+            write_json(snapshot / PROJECT, project)
     finally:
         if client is not None:
             fetcher.close()

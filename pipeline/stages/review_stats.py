@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.artifacts.snapshot import snapshot_records
 from pipeline.atomic import replace_file, write_json
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.results import annotation_to_label_map
-from pipeline.masks import IGNORE_INDEX
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
 from pipeline.preannotation import class_agreement, compare_starts, effect_markdown, mask_agreement, summarise_effect
-from pipeline.stages.pull import snapshot_records
 
 
 def _earlier_prediction(task: dict, annotation: dict) -> dict | None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
-import ijson
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.artifacts.annotations import read_index
+from pipeline.artifacts.labels import label_path
+from pipeline.artifacts.reports import agreement_summary
+from pipeline.artifacts.splits import write_splits
 from pipeline.atomic import replace_dir, replace_file, write_json
 from pipeline.errors import ImageError, PipelineError
 from pipeline.images import read_rgb
@@ -18,18 +20,12 @@ from pipeline.params import BaseParams, SplitParams
 from pipeline.splitting import assign_groups, check_fractions, group_of, near_duplicates, perceptual_hash
 
 
-def read_index(annotations_dir: Path) -> list[dict]:
-    """Tasks with at least one valid annotation, as written by validate (sorted by task id)."""
-    with open(annotations_dir / "index.jsonl") as handle:
-        return [json.loads(line) for line in handle]
-
-
 def scan_tasks(tasks: list[dict], labels_dir: Path, images_dir: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per task: class pixel counts (T, C), class presence (T, C) bool and image hashes (T,) uint64."""
     pixels = np.zeros((len(tasks), num_classes), np.int64)
     hashes = np.zeros(len(tasks), np.uint64)
     for row, task in enumerate(tqdm(tasks, desc="split", unit="task")):
-        label_map = read_label_map(labels_dir / f"{task['task_id']}.png")
+        label_map = read_label_map(label_path(labels_dir, task["task_id"]))
         pixels[row] = np.bincount(label_map.ravel(), minlength=256)[:num_classes]
         try:
             image = cv2.cvtColor(read_rgb(images_dir / task["image"]), cv2.COLOR_RGB2GRAY)
@@ -37,17 +33,6 @@ def scan_tasks(tasks: list[dict], labels_dir: Path, images_dir: Path, num_classe
             image = None  # validate read its header; an undecodable body only loses near-duplicate detection
         hashes[row] = perceptual_hash(image) if image is not None else np.uint64(row)
     return pixels, pixels > 0, hashes
-
-
-def read_agreement_summary(path: Path) -> dict:
-    """The summary and annotators of agreement.json, without loading its per-task entries."""
-    if not path.exists():
-        return {}
-    found = {}
-    for key in ("summary", "annotators"):
-        with open(path, "rb") as handle:
-            found[key] = next(ijson.items(handle, key, use_float=True), {})
-    return found
 
 
 def dataset_card(split_of, names, pixels, groups, duplicates, agreement, class_names) -> dict:
@@ -90,7 +75,7 @@ def run(annotations_dir: Path, labels_dir: Path, images_dir: Path, agreement_pat
         base: BaseParams, params: SplitParams) -> dict:
     """Write `out_dir/{split}.txt` (task ids) and the dataset card (`card_path` .json and .md)."""
     names, fractions = check_fractions(params.fractions)
-    tasks = [t for t in read_index(annotations_dir) if (labels_dir / f"{t['task_id']}.png").exists()]
+    tasks = [t for t in read_index(annotations_dir) if label_path(labels_dir, t["task_id"]).exists()]
     if not tasks:
         raise PipelineError(f"no labelled task in {labels_dir}; run validate and merge first (is the project annotated?)")
     pixels, presence, hashes = scan_tasks(tasks, labels_dir, images_dir, len(base.names))
@@ -101,12 +86,10 @@ def run(annotations_dir: Path, labels_dir: Path, images_dir: Path, agreement_pat
         {"a": int(ids[i]), "b": int(ids[j]), "split_a": names[split_of[i]], "split_b": names[split_of[j]], "bits": bits}
         for i, j, bits in near_duplicates(hashes, split_of, params.near_duplicate_bits)
     ]
-    agreement = read_agreement_summary(agreement_path)
+    agreement = agreement_summary(agreement_path)
     card = dataset_card(split_of, names, pixels, groups, duplicates, agreement, base.names)
     with replace_dir(out_dir) as staging:
-        for index, name in enumerate(names):
-            chosen = sorted(int(i) for i in ids[split_of == index])
-            (staging / f"{name}.txt").write_text("".join(f"{i}\n" for i in chosen))
+        write_splits(staging, {name: [int(i) for i in ids[split_of == index]] for index, name in enumerate(names)})
     write_json(card_path.with_suffix(".json"), card)
     with replace_file(card_path.with_suffix(".md")) as handle:
         handle.write(card_markdown(card))

@@ -1,6 +1,6 @@
 """train: fit the configured model on the train split, validate each epoch, keep the best and the last.
 
-Reads   <images>/..., <annotations>/index.jsonl, <labels>/<task_id>.png, <splits>/{train,val}.txt
+Reads   <images>/..., <annotations>/index.jsonl, <labels>/<task_id>.png, <splits>/<train.train_split, val_split>.txt
 Writes  <models>/best.pt (best validation mIoU), <models>/last.pt (for resuming), <live>/ (dvclive)
 Under torchrun every process trains its shard; only rank 0 writes.
 """
@@ -26,10 +26,14 @@ from pipeline.params import BaseParams, TrainParams
 from pipeline.plots import training_curves_png
 from pipeline.training import distributed
 from pipeline.training.checkpoint import check_resumable, finite_or_none, load_checkpoint, save_checkpoint
-from pipeline.training.data import (EvalDataset, TrainDataset, collate_eval, label_frequencies, list_samples,
-                                    make_loader)
-from pipeline.training.loop import (SegmentationLoss, make_optimizer, make_scheduler, train_one_epoch,
-                                    validation_confusion)
+from pipeline.training.data import EvalDataset, TrainDataset, collate_eval, label_frequencies, list_samples, make_loader
+from pipeline.training.loop import (
+    SegmentationLoss,
+    make_optimizer,
+    make_scheduler,
+    train_one_epoch,
+    validation_confusion,
+)
 from pipeline.training.predict import amp_dtype
 from pipeline.training.transforms import check_geometry, train_transform
 
@@ -115,10 +119,12 @@ def _model(params: TrainParams, num_classes: int, runtime: distributed.Runtime):
 
 
 def _wrap(model, params: TrainParams, runtime: distributed.Runtime):
-    """DDP then torch.compile, as the PyTorch docs order them."""
+    """DDP then compile, as the PyTorch docs order them; compiled in place, so no wrapper to unwrap."""
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    return torch.compile(model) if params.compile else model
+    if params.compile:
+        model.compile()
+    return model
 
 
 def _validation_metrics(cm: np.ndarray, names: list[str]) -> dict:
@@ -145,7 +151,7 @@ def _log(live, stats, metrics: dict | None) -> None:
 class _Fit:
     """What the epoch loop works with."""
     model: torch.nn.Module        # the plain module (saved, validated)
-    trained: torch.nn.Module      # the same, wrapped for DDP / torch.compile (trained)
+    trained: torch.nn.Module      # the same, wrapped for DDP and compiled when asked (trained)
     loss_fn: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -178,8 +184,9 @@ def _train(images_dir, annotations_dir, labels_dir, splits_dir, models_dir, live
     check_params(params)
     dtype = amp_dtype(runtime.device, params.precision)
     seed_everything(base.seed, runtime.device)
-    train_samples = list_samples(images_dir, annotations_dir, labels_dir, splits_dir / "train.txt")
-    val_samples = list_samples(images_dir, annotations_dir, labels_dir, splits_dir / "val.txt")
+    dataset = (images_dir, annotations_dir, labels_dir, splits_dir)
+    train_samples = list_samples(*dataset, params.train_split, "train.train_split")
+    val_samples = list_samples(*dataset, params.val_split, "train.val_split") if params.val_split else []
     if len(train_samples) < runtime.world_size:
         raise TrainingError(f"{len(train_samples)} training tasks for {runtime.world_size} processes; label more tasks")
     train_loader, val_loader, sampler = _loaders(train_samples, val_samples, params, base.seed, runtime)

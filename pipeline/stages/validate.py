@@ -15,7 +15,6 @@ of the same task. Overlaps between classes inside one annotation: the later regi
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
@@ -25,13 +24,17 @@ from urllib.parse import unquote, urlsplit
 import orjson
 from tqdm import tqdm
 
-from pipeline.atomic import replace_dir, replace_file
+from pipeline.artifacts import annotations as annotation_maps
+from pipeline.artifacts.reports import streamed_report
+from pipeline.artifacts.snapshot import read_project, read_rejected, tasks_path
+from pipeline.atomic import replace_dir
+from pipeline.constants import IGNORE_INDEX
 from pipeline.cooccurrence import COMBINATIONS, encode_index_map, pixel_keys
 from pipeline.errors import PipelineError
 from pipeline.images import read_size
 from pipeline.labelstudio.annotators import annotator_of
 from pipeline.labelstudio.results import annotation_to_label_map, label_tags
-from pipeline.masks import IGNORE_INDEX, encode_label_map
+from pipeline.masks import encode_label_map
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
 from pipeline.taskmap import choose_backend, pack, unpack
 
@@ -139,8 +142,9 @@ def validate_task(line: str | bytes, header: dict, rules: Rules) -> tuple[dict, 
         entries.append(entry)
         if label_map is not None:
             key = entry["annotator"]
-            files[f"{task_id}/{key}.png"] = encode_label_map(label_map)
-            maps[key] = {"file": f"{task_id}/{key}.png", "annotation_id": entry["annotation_id"], "email": entry["email"]}
+            relative = annotation_maps.map_file(task_id, key)
+            files[relative] = encode_label_map(label_map)
+            maps[key] = {"file": relative, "annotation_id": entry["annotation_id"], "email": entry["email"]}
             arrays[key] = label_map
     report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem, task_problem)}
     index = None
@@ -211,12 +215,8 @@ def _task_fate(task_id: int, entries: list[dict], image_problem: str | None, tas
 
 def rejected_items(raw_dir: Path) -> list[dict]:
     """Report entries for the export items pull could not read as tasks (data/raw/rejected.jsonl)."""
-    path = raw_dir / "rejected.jsonl"
-    if not path.exists():
-        return []
-    with open(path) as lines:
-        return [{"task_id": None, "export_item": item["position"], "image": None, "annotations": [], "fate": "rejected",
-                 "reason": f"{item['reason']}; fix the export"} for item in map(json.loads, lines)]
+    return [{"task_id": None, "export_item": item["position"], "image": None, "annotations": [], "fate": "rejected",
+             "reason": f"{item['reason']}; fix the export"} for item in read_rejected(raw_dir)]
 
 
 def config_warnings(project: dict, rules: Rules) -> list[str]:
@@ -244,13 +244,13 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
         raise PipelineError(f"validate.unpainted={params.unpainted!r} is not in base.classes {base.names}; use one of them or null")
     rules = Rules(tuple(base.names), tuple(ls.control_tags),
                   IGNORE_INDEX if params.unpainted is None else base.names.index(params.unpainted), params.max_image_side)
-    project = json.loads((raw_dir / "project.json").read_text())
+    project = read_project(raw_dir)
     counts: Counter = Counter()
     backend = choose_backend(scheduler, params.workers)
-    with replace_dir(out_dir) as staging, replace_file(report_path, "wb") as report, open(staging / "index.jsonl", "wb") as index:
-        report.write(b'{"tasks": [\n')
+    with replace_dir(out_dir) as staging, streamed_report(report_path, "tasks") as report, \
+            open(annotation_maps.index_path(staging), "wb") as index:
         kernel = partial(validate_payload, rules=rules)
-        with open(raw_dir / "tasks.jsonl", "rb") as lines, tqdm(desc=f"validate on {backend.describe()}", unit="task") as bar:
+        with open(tasks_path(raw_dir), "rb") as lines, tqdm(desc=f"validate on {backend.describe()}", unit="task") as bar:
             payloads = (task_payload(line, images_dir, rules.max_image_side) for line in lines)
             try:
                 for result in backend.map(kernel, payloads):
@@ -259,7 +259,7 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
             finally:
                 backend.close()
         for entry in rejected_items(raw_dir):
-            report.write((b"" if counts["tasks"] == 0 else b",\n") + orjson.dumps(entry, option=orjson.OPT_SORT_KEYS))
+            report.add(entry)
             counts["tasks_rejected"] += 1
             counts["tasks"] += 1
         summary = {
@@ -267,7 +267,7 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
             "config_warnings": config_warnings(project, rules),
             "project": {"id": project.get("id"), "title": project.get("title")},
         }
-        report.write(("\n],\n" + json.dumps(summary, sort_keys=True)[1:] + "\n").encode())
+        report.finish(summary)
     return summary["counts"]
 
 
@@ -279,7 +279,7 @@ def _write_result(parts: dict[str, bytes], staging: Path, report, index, counts:
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(content)
     entry = orjson.loads(parts["report"])
-    report.write((b"" if counts["tasks"] == 0 else b",\n") + parts["report"])
+    report.add_encoded(parts["report"].decode())
     counts[f"tasks_{entry['fate']}"] += 1
     counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
     counts["annotations"] += len(entry["annotations"])

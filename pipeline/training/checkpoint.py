@@ -2,7 +2,7 @@
 
 A checkpoint is a plain dict saved with torch.save and read back with weights_only=True:
     format         CHECKPOINT_FORMAT
-    model          the model's state dict (unwrapped from DDP / torch.compile)
+    model          the model's state dict (unwrapped from DDP)
     params         train params as a dict (architecture, encoder, base_size, ...)
     classes        class names in id order;  palette  their RGB colours
     epoch          epochs completed;  best_score  best validation mIoU so far (NaN if none)
@@ -31,14 +31,12 @@ ARCHITECTURE_KEYS = ("architecture", "encoder")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DistributedDataParallel and torch.compile wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
+    """The plain module under a DistributedDataParallel wrapper.
+
+    Training compiles with `nn.Module.compile()`, in place: its state dict keeps the plain keys,
+    so no torch.compile wrapper (whose inner module is only reachable privately) is ever saved.
+    """
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def save_checkpoint(path: Path, model: nn.Module, params: TrainParams, classes: list[str],

@@ -1,6 +1,6 @@
 """The labelled dataset on disk as torch datasets and loaders.
 
-A dataset is (images dir, annotations index, labels dir, split file):
+A dataset is (images dir, annotations index, labels dir, splits dir + split name), see pipeline.artifacts:
     <annotations>/index.jsonl   one task a line: {"task_id", "image" (relative to the images dir), "image_name", ...}
     <labels>/<task_id>.png      consensus label map, (H, W) uint8, 255 = ignore
     <splits>/<split>.txt        task ids, one a line
@@ -11,18 +11,22 @@ Shapes legend: H, W image size; h, w after scaling to base_size; N batch; C clas
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 
+from pipeline.artifacts import labels as labels_artifact
+from pipeline.artifacts.annotations import index_by_task, index_path
+from pipeline.artifacts.labels import label_path
+from pipeline.artifacts.splits import read_split
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import TrainingError
 from pipeline.images import read_rgb
-from pipeline.masks import IGNORE_INDEX, read_label_map
+from pipeline.masks import read_label_map
 from pipeline.models import STRIDE
 from pipeline.training.transforms import eval_image, pad_to_stride
 
@@ -35,32 +39,22 @@ class Sample:
     image_name: str
 
 
-def read_split(path: Path) -> list[int]:
-    """Task ids of one split file; an absent file is an error that names the stage to run."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise TrainingError(f"split file {path} not found; run the split stage first") from None
-    return [int(line) for line in text.split() if line.strip()]
+def list_samples(images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, split: str,
+                 key: str = "the split name") -> list[Sample]:
+    """The samples of split `split`, in split-file order; every task must have an image and a label map.
 
-
-def list_samples(images_dir: Path, annotations_dir: Path, labels_dir: Path, split_file: Path) -> list[Sample]:
-    """The samples of a split, in split-file order; every task must have an image and a label map."""
-    index_path = Path(annotations_dir) / "index.jsonl"
-    try:
-        with open(index_path) as lines:
-            entries = {e["task_id"]: e for e in map(json.loads, filter(str.strip, lines))}
-    except FileNotFoundError:
-        raise TrainingError(f"{index_path} not found; run the validate stage first") from None
+    `key` is the param that named the split, for the error when the split does not exist.
+    """
+    entries = index_by_task(annotations_dir)
     samples = []
-    for task_id in read_split(split_file):
+    for task_id in read_split(splits_dir, split, key):
         if task_id not in entries:
-            raise TrainingError(f"task {task_id} of {split_file} is not in {index_path}; "
+            raise TrainingError(f"task {task_id} of split {split!r} is not in {index_path(annotations_dir)}; "
                                 "run split again after validate")
         entry = entries[task_id]
-        label = Path(labels_dir) / f"{task_id}.png"
+        label = label_path(labels_dir, task_id)
         if not label.is_file():
-            raise TrainingError(f"no consensus label map {label} for task {task_id} of {split_file}; run merge again")
+            raise TrainingError(f"no consensus label map {label} for task {task_id} of split {split!r}; run merge again")
         name = entry.get("image_name") or entry["image"]
         samples.append(Sample(task_id, Path(images_dir) / entry["image"], label, name))
     return samples
@@ -83,8 +77,8 @@ def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
 
 
 def confidence_path(label: Path) -> Path:
-    """merge's confidence map of a consensus label map: <labels>/confidence/<task_id>.png."""
-    return label.parent / "confidence" / label.name
+    """merge's confidence map of a consensus label map (pipeline.artifacts.labels)."""
+    return labels_artifact.confidence_path(label.parent, label.stem)
 
 
 def drop_unconfident(label: np.ndarray, sample: Sample, min_confidence: float) -> np.ndarray:
@@ -148,7 +142,7 @@ class EvalBatch:
     truths: list[torch.Tensor]           # (H, W) uint8 each, full resolution
     indices: list[int]                   # positions in the dataset
 
-    def pin_memory(self) -> "EvalBatch":
+    def pin_memory(self) -> EvalBatch:
         self.images = self.images.pin_memory()
         return self
 

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from pipeline.masks import IGNORE_INDEX
+from pipeline.constants import IGNORE_INDEX
 
 
 @dataclasses.dataclass(frozen=True)

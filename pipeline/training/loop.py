@@ -16,8 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import TrainingError
-from pipeline.masks import IGNORE_INDEX
 from pipeline.metrics import confusion_matrix
 from pipeline.params import TrainParams
 from pipeline.training.distributed import Runtime, all_reduce_sum

@@ -17,10 +17,10 @@ import torch.nn.functional as nnf
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2._utils import query_size
+from torchvision.transforms.v2 import query_size
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import TrainingError
-from pipeline.masks import IGNORE_INDEX
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics: the pretrained encoders expect them
 STD = (0.229, 0.224, 0.225)
@@ -65,8 +65,9 @@ class RandomScale(v2.Transform):
         return {"size": list(scaled_size(height, width, short))}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        # Masks are dispatched to NEAREST by torchvision whatever the interpolation asked here.
-        return self._call_kernel(F.resize, inpt, size=params["size"], antialias=True)
+        # The functional dispatches on the input's type: masks get NEAREST whatever is asked here.
+        # Only images and masks reach transform() (v2 passes other inputs through untouched).
+        return F.resize(inpt, size=params["size"], antialias=True)
 
 
 def check_geometry(crop_size: int, scale_range: tuple[float, ...], stride: int) -> None:

@@ -83,6 +83,6 @@ def tiny_params(**changes) -> TrainParams:
     """A configuration that trains in seconds on CPU."""
     values = dict(architecture="Unet", encoder="resnet18", encoder_weights=None, epochs=3, batch_size=4, lr=3e-3,
                   base_size=None, crop_size=64, scale_range=(0.75, 1.25), color_jitter=0.1, workers=0,
-                  device="cpu", precision="fp32", channels_last=False)
+                  device="cpu", precision="fp32", channels_last=False, class_weights=None)
     values.update(changes)
     return TrainParams(**values)

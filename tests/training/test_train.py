@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from pipeline.errors import TrainingError
-from pipeline.params import TrainParams
+from pipeline.params import TrainParams, with_overrides
 from pipeline.stages import train
 from pipeline.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from pipeline.params import with_overrides
 from pipeline.training.loop import lr_factor
 from tests.training.synthetic import CLASSES, Layout, base_params, tiny_params
 
@@ -118,3 +117,16 @@ def test_schedules_in_closed_form():
 def test_override_parses_yaml_values():
     params = with_overrides("train", TrainParams(), ["architecture=FCN8s", "epochs=2", "scale_range=[0.5, 1.0]", "encoder_weights=null"])
     assert (params.architecture, params.epochs, params.scale_range, params.encoder_weights) == ("FCN8s", 2, (0.5, 1.0), None)
+
+
+def test_compiled_in_place_model_saves_plain_weights(tmp_path):
+    from pipeline.models import build_model
+
+    params = tiny_params(compile=True)
+    model = build_model(params.architecture, params.encoder, None, len(CLASSES))
+    model.compile()  # what train does for train.compile: true (compilation itself waits for the first call)
+    base = base_params()
+    save_checkpoint(tmp_path / "m.pt", model, params, base.names, base.palette, 1, 0.5, {})
+    state = load_checkpoint(tmp_path / "m.pt")
+    assert not [key for key in state["model"] if "_orig_mod" in key]
+    model_from_checkpoint(state)  # strict load into a fresh, uncompiled model

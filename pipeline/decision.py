@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.errors import PipelineError
 
-IGNORE_INDEX = 255
 POLICIES = ("ignore", "resolve")
 TIE_TOL = 1e-4  # scores closer than this are tied
 

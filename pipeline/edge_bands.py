@@ -18,6 +18,7 @@ from itertools import pairwise
 import cv2
 import numpy as np
 
+from pipeline.constants import IGNORE_INDEX
 from pipeline.cooccurrence import MAX_DENSE_KEYS, LabelTuples, pixel_keys
 from pipeline.errors import PipelineError
 
@@ -29,7 +30,7 @@ def check_bands(thresholds: Sequence[int], num_classes: int) -> tuple[int, ...]:
     edges = tuple(int(t) for t in thresholds)
     if any(b <= a for a, b in pairwise(edges)) or any(t < 1 for t in edges):
         raise PipelineError(f"edge bands must be increasing whole pixels >= 1, e.g. [2, 4]; got {list(thresholds)}")
-    if num_classes * (len(edges) + 1) >= 255:
+    if num_classes * (len(edges) + 1) >= IGNORE_INDEX:  # codes stay below the ignore value
         raise PipelineError(f"{num_classes} classes x {len(edges) + 1} bands do not fit a uint8 code; "
                             "use fewer bands (merge.edge_bands) or merge.method: vote")
     return edges

@@ -14,8 +14,8 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 from label_studio_sdk import LabelStudio
@@ -133,12 +133,17 @@ class LabelStudioClient:
             f"{elapsed_s:.1f} s; is the server running and LABEL_STUDIO_URL right?"
         )
 
+    def _auth_headers(self) -> dict[str, str]:
+        """The SDK's own headers: the right scheme for legacy tokens and personal access tokens.
+
+        The SDK exchanges and refreshes the JWT of the latter. label-studio-sdk 2.1.2 has no public
+        call for these headers nor for a request to an arbitrary path (task files), so its client
+        wrapper it is; the SDK version is pinned and the download tests cover it.
+        """
+        return self.sdk._client_wrapper.get_headers()
+
     def _request(self, method: str, path: str, headers_extra: dict | None = None, **kwargs: Any) -> httpx.Response:
-        # The SDK's own headers carry the right scheme for legacy tokens and personal access tokens
-        # (it exchanges and refreshes the JWT of the latter). label-studio-sdk 2.1.2 has no public
-        # call for them nor for a request to an arbitrary path (task files), so its client wrapper
-        # it is; pinned SDK version, covered by the download tests.
-        headers = {**self.sdk._client_wrapper.get_headers(), **(headers_extra or {})}
+        headers = {**self._auth_headers(), **(headers_extra or {})}
         response = self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code != 304:  # "not modified" answers a conditional download
             response.raise_for_status()
@@ -279,7 +284,7 @@ class LabelStudioClient:
     def fetch_settings(self, allowed_origins: Iterable[str] = (), document_root: Path | None = None) -> FetchSettings:
         """How task images of this server are fetched: its token for its image routes only."""
         return FetchSettings(
-            ls_url=self.url, ls_headers=self.sdk._client_wrapper.get_headers(), allowed_origins=tuple(allowed_origins),
+            ls_url=self.url, ls_headers=self._auth_headers(), allowed_origins=tuple(allowed_origins),
             origin_headers=origin_headers_from_env(os.environ, self.url), document_root=document_root,
             timeout_s=self.timeout_s, retry_total_s=self.retry_total_s,
         )

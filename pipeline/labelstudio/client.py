@@ -142,7 +142,7 @@ class LabelStudioClient:
         """
         return self.sdk._client_wrapper.get_headers()
 
-    def _request(self, method: str, path: str, headers_extra: dict | None = None, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, headers_extra: dict | None = None, **kwargs: Any) -> httpx.Response:
         headers = {**self._auth_headers(), **(headers_extra or {})}
         response = self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code != 304:  # "not modified" answers a conditional download
@@ -226,7 +226,7 @@ class LabelStudioClient:
         while True:
             response = self.call(
                 f"list tasks of project {project_id} (page {page})",
-                self._request,
+                self.request,
                 "GET",
                 "/api/tasks",
                 params={"project": project_id, "page": page, "page_size": page_size, "fields": "all"},
@@ -240,7 +240,7 @@ class LabelStudioClient:
 
     def task_exists(self, task_id: int) -> bool:
         try:
-            self.call(f"get task {task_id}", self._request, "GET", f"/api/tasks/{task_id}")
+            self.call(f"get task {task_id}", self.request, "GET", f"/api/tasks/{task_id}")
         except LabelStudioError as error:
             if error.status == 404:
                 return False
@@ -333,7 +333,7 @@ class LabelStudioClient:
 
     def _held_predictions(self, project_id: int, task_ids: set[int]) -> set[tuple]:
         """Keys (task, model_version, score, result) of the predictions the server holds on these tasks."""
-        response = self._request("GET", "/api/predictions/", params={"project": project_id})
+        response = self.request("GET", "/api/predictions/", params={"project": project_id})
         body = response.json()
         items = body.get("results", []) if isinstance(body, dict) else body
         return {_prediction_key(p) for p in items if isinstance(p, dict) and p.get("task") in task_ids}
@@ -345,7 +345,7 @@ class LabelStudioClient:
             selected = task_ids[start : start + chunk]
             response = self.call(
                 f"delete the predictions of {len(selected)} tasks in project {project_id}",
-                self._request, "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id},
+                self.request, "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id},
                 json={"selectedItems": {"all": False, "included": selected}},
             )
             deleted += int(response.json().get("processed_items", 0))
@@ -355,7 +355,7 @@ class LabelStudioClient:
         """Delete every prediction of one model_version in a project; returns how many went."""
         response = self.call(
             f"delete predictions of model_version {model_version!r} in project {project_id}",
-            self._request,
+            self.request,
             "DELETE",
             f"/api/projects/{project_id}/model-versions/",
             json={"model_version": model_version},

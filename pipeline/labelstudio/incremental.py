@@ -82,7 +82,7 @@ def survey(client: LabelStudioClient, project_id: int, state: dict | None) -> Su
 
 def _project_counters(client: LabelStudioClient, project_id: int) -> tuple[list[int], str]:
     """([task count, prediction count], the server's clock minus a margin) read before anything is exported."""
-    response = client.call(f"get project {project_id}", client._request, "GET", f"/api/projects/{project_id}/")
+    response = client.call(f"get project {project_id}", client.request, "GET", f"/api/projects/{project_id}/")
     body = response.json()
     now = parsedate_to_datetime(response.headers["Date"]) if response.headers.get("Date") else datetime.now(UTC)
     mark = (now - MARK_MARGIN).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -102,7 +102,7 @@ def _task_rows(client: LabelStudioClient, project_id: int, filters: list[dict], 
     page = 1
     while True:
         params = {"project": project_id, "page": page, "page_size": page_size, "fields": "task_only", "query": query}
-        body = client.call(f"list tasks of project {project_id} (page {page})", client._request, "GET",
+        body = client.call(f"list tasks of project {project_id} (page {page})", client.request, "GET",
                            "/api/tasks", params=params).json()
         for task in body["tasks"]:
             fingerprints[int(task["id"])] = json.dumps([task.get(field) for field in FINGERPRINT_FIELDS])
@@ -118,13 +118,13 @@ def task_fingerprints(client: LabelStudioClient, project_id: int) -> dict[int, s
 
 def export_selected(client: LabelStudioClient, project_id: int, task_ids: list[int]) -> Iterator[bytes]:
     """The JSON export of just `task_ids` (a temporary data-manager view selects them), streamed."""
-    view = client.call(f"create a selection view in project {project_id}", client._request, "POST", "/api/dm/views/",
+    view = client.call(f"create a selection view in project {project_id}", client.request, "POST", "/api/dm/views/",
                        json={"project": project_id, "selected_items": {"all": False, "included": task_ids},
                              "data": {"filters": {"conjunction": "and", "items": []}}}).json()
     try:
         yield from client.export_tasks(project_id, task_filter_options={"view": view["id"]})
     finally:
-        client.call(f"delete selection view {view['id']}", client._request, "DELETE", f"/api/dm/views/{view['id']}/")
+        client.call(f"delete selection view {view['id']}", client.request, "DELETE", f"/api/dm/views/{view['id']}/")
 
 
 def changes_since(state: dict | None, fingerprints: dict[int, str]) -> Changes | None:

@@ -142,6 +142,7 @@ def redact(database: str) -> str:
     parts = urlsplit(database)
     if parts.password is None:
         return database
+    # SplitResult is a namedtuple: `_replace` is its documented copy-with-changes (no public other name).
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 

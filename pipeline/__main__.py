@@ -72,6 +72,10 @@ def stage_command(stage: Stage) -> Callable[..., None]:
         from pipeline.params import load_sections, with_overrides
 
         sections = load_sections(stage.sections, values.pop("params"))
+        if stage.classes_from:  # classes validate took from the label config, for the stages after it
+            from pipeline.labelstudio.config import with_dataset_classes
+
+            sections["base"] = with_dataset_classes(sections["base"], values[stage.classes_from])
         if stage.overrides:
             overrides = values.pop("overrides")
             sections[stage.overrides] = with_overrides(stage.overrides, sections[stage.overrides], overrides)

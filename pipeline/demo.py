@@ -24,7 +24,7 @@ from pipeline.masks import read_label_map
 from pipeline.mlbackend.background import start_backend
 from pipeline.params import load_section
 from pipeline.review_simulation import ReviewPlan, simulate_review
-from pipeline.synthetic import CLASSES
+from pipeline.synthetic import CLASSES, COLOURS
 
 DEMO_IMAGES = 150
 CROWD = ("good", "sloppy", "misser")  # careful, sloppy boundaries, misses objects
@@ -41,12 +41,14 @@ def ensure_project(client: LabelStudioClient, title: str, data_dir: Path, docume
         if "no project titled" not in str(error):
             raise
     base = load_section("base")
-    if base.names != list(CLASSES):
-        raise PipelineError(f"the demo draws {list(CLASSES)}; base.classes in params.yaml are {base.names}")
+    if base.classes and base.names != list(CLASSES):
+        raise PipelineError(f"the demo draws {list(CLASSES)}; base.classes in params.yaml are {base.names}; "
+                            "set base.classes to null (the project's label config) or to these")
     images, masks = seeding.write_synthetic_images(data_dir / "demo-source", count, seed)
-    classes = seeding.ClassList(tuple(base.names), tuple(base.palette), None)
+    # The project's label config carries the classes and colours; the pipeline reads them from there.
+    classes = seeding.ClassList(CLASSES, tuple(base.palette) if base.classes else COLOURS, None)
     plan = seeding.plan_seed(title, images, masks, document_root, crowd=list(CROWD), unlabeled_every=UNLABELED_EVERY,
-                             seed=seed, unpainted=base.names.index("background"))
+                             seed=seed, unpainted=CLASSES.index("background"))
     return seeding.seed(client, plan, classes)
 
 
@@ -67,7 +69,7 @@ def close_the_loop(client: LabelStudioClient, project_id: int, data_dir: Path) -
     masks = data_dir / "demo-source" / "masks"
     truths = {path.name: read_label_map(path) for path in sorted(masks.glob("*.png"))}
     plan = ReviewPlan(CROWD, correct_share=CORRECT_SHARE, seed=base.seed)
-    return simulate_review(client, project_id, truths, base.names, plan, unpainted=base.names.index("background"))
+    return simulate_review(client, project_id, truths, base.names, plan, unpainted=CLASSES.index("background"))
 
 
 def main(port: int, data_dir: Path, console: Console, images: int = DEMO_IMAGES) -> None:

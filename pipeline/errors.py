@@ -29,6 +29,10 @@ class ServerError(PipelineError):
     """The local Label Studio server could not be installed, started or stopped."""
 
 
+class ConfigError(PipelineError):
+    """A label config that cannot be read, or that disagrees with params.yaml."""
+
+
 class ParamsError(PipelineError):
     """params.yaml is missing a key or holds a value of the wrong kind."""
 

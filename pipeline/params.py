@@ -48,7 +48,7 @@ class ClassInfo:
 class BaseParams:
     seed: int
     ignore_index: Literal[255]  # fixed: see pipeline.constants
-    classes: tuple[ClassInfo, ...]
+    classes: tuple[ClassInfo, ...] | None = None  # None = from the project's label config (see __post_init__)
 
     @property
     def names(self) -> list[str]:
@@ -58,10 +58,12 @@ class BaseParams:
     def palette(self) -> list[tuple[int, int, int]]:
         return [c.color for c in self.classes]
 
+    def __post_init__(self) -> None:
+        if self.classes is None:  # frozen: the one normalisation, so that code sees a tuple
+            object.__setattr__(self, "classes", ())
+
     def check(self) -> None:
-        names = self.names
-        if not names:
-            raise ParamsError("base.classes is empty; list at least one {name, color}")
+        names = self.names  # empty: the classes come from the project's label config
         if len(set(names)) != len(names):
             raise ParamsError(f"base.classes has duplicate names: {names}")
         if len(names) >= IGNORE_INDEX:
@@ -74,8 +76,8 @@ class BaseParams:
 @dataclasses.dataclass(frozen=True)
 class LabelStudioParams:
     project: int | str  # a project id or an exact, unique title
-    image_tag: str = "image"
-    control_tags: tuple[str, ...] = ("brush", "polygon")
+    image_tag: str | None = None  # the <Image name=...>; None = from the label config
+    control_tags: tuple[str, ...] | None = None  # None or () = every segmentation control of the image
 
 
 @section("pull")
@@ -93,6 +95,7 @@ class PullParams:
 class ValidateParams:
     unpainted: str | None = "background"  # a name of base.classes (checked by the stage) or null
     max_image_side: Positive = 16384
+    brush_alpha_threshold: Annotated[int, Field(ge=1, le=255)] = 128  # brush alpha at or above = stroke
     workers: Count = 0
 
 
@@ -175,7 +178,7 @@ class EvaluateParams:
 class PreannotateParams:
     tasks: Literal["unlabeled", "all", "low_agreement"] = "unlabeled"
     model_name: str | None = None
-    brush_tag: str = "brush"
+    brush_tag: str | None = None  # the <BrushLabels> to draw with; None = the config's first
     batch_size: Positive = 4
     push_batch: Annotated[int, Field(ge=100)] = 500
     device: Device = "auto"

@@ -13,13 +13,9 @@ import numpy as np
 
 from pipeline.errors import ParamsError
 from pipeline.labelstudio.results import label_map_to_brush_results
+from pipeline.labelstudio.tasks import is_annotated, task_link
 
 SELECTIONS = ("unlabeled", "all", "low_agreement")
-
-
-def is_annotated(task: dict) -> bool:
-    """A task with at least one submitted (not cancelled) annotation."""
-    return any(not annotation.get("was_cancelled") for annotation in task.get("annotations") or [])
 
 
 def select_tasks(tasks: Iterable[dict], which: str, review_ids: Iterable[int] = ()) -> list[dict]:
@@ -58,7 +54,7 @@ def prediction_record(task_id: int, label_map: np.ndarray, confidence: np.ndarra
 def uncertainty_rows(records: Iterable[dict], project_id: int) -> list[dict]:
     """Rows for the uncertainty CSV, least confident first; links are relative to LABEL_STUDIO_URL."""
     rows = [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"]),
-             "link": f"/projects/{project_id}/data?task={r['task']}"} for r in records]
+             "link": task_link(project_id, r["task"])} for r in records]
     return sorted(rows, key=lambda row: (row["score"], row["task_id"]))
 
 

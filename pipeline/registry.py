@@ -65,6 +65,7 @@ class Stage:
     help: str
     show: Callable[[Console, str, Any, dict], None] = show_line
     overrides: str | None = None  # a section that `--set key=value` may change for one run
+    classes_from: str | None = None  # the option naming validate's output: base.classes as validate resolved them
 
     @property
     def sections(self) -> list[str]:
@@ -98,7 +99,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "validate",
         "pipeline.stages.validate",
-        ("base", "labelstudio.control_tags", "validate"),
+        ("base", "labelstudio.image_tag", "labelstudio.control_tags", "validate"),
         (
             SNAPSHOT,
             IMAGES,
@@ -120,6 +121,7 @@ STAGES: tuple[Stage, ...] = (
             SCHEDULER,
         ),
         "Merge the annotators of each task into one consensus label map; write agreement figures.",
+        classes_from="annotations",
     ),
     Stage(
         "split",
@@ -134,6 +136,7 @@ STAGES: tuple[Stage, ...] = (
             Option("card", "Dataset card path without suffix; .md and .json are written."),
         ),
         "Split the labelled tasks into the splits of split.fractions without leakage; write the dataset card.",
+        classes_from="annotations",
     ),
     Stage(
         "train",
@@ -150,6 +153,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         "Fine-tune the configured network; the same command runs under `torchrun --nproc_per_node N`.",
         overrides="train",
+        classes_from="annotations",
     ),
     Stage(
         "evaluate",
@@ -171,6 +175,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         "Score the model(s) on evaluate.split; write metrics, confusion, overlays, comparison, suspect labels.",
         show_scalars,
+        classes_from="annotations",
     ),
     Stage(
         "preannotate",
@@ -189,7 +194,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "review-stats",
         "pipeline.stages.review_stats",
-        ("base", "labelstudio.control_tags", "validate.unpainted"),
+        ("base", "labelstudio.image_tag", "labelstudio.control_tags", "validate.unpainted"),
         (
             SNAPSHOT,
             Option("report", "preannotation_effect.json to write."),

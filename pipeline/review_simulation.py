@@ -30,7 +30,7 @@ from tqdm import tqdm
 from pipeline.crowd import simulate_annotator
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.export import drawing_results
-from pipeline.labelstudio.results import annotation_to_label_map
+from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.preannotation import is_annotated
 
 

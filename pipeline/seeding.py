@@ -22,6 +22,7 @@ from pipeline.crowd import PROFILES, simulate_annotator
 from pipeline.errors import PipelineError
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.export import TOOLS, drawing_results, label_config
+from pipeline.labelstudio.tasks import local_file_reference
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35), (70, 70, 70), (153, 153, 153),
@@ -107,7 +108,7 @@ def seed(client: LabelStudioClient, plan: SeedPlan, classes: ClassList) -> int:
             shutil.copy2(image, plan.folder / image.name)
     project = client.create_project(plan.title, label_config(classes.names, classes.colours))
     client.add_local_storage(project.id, str(plan.folder.resolve()))
-    references = [{"image": f"/data/local-files/?d={plan.folder.name}/{image.name}"} for image in plan.images]
+    references = [{"image": local_file_reference(f"{plan.folder.name}/{image.name}")} for image in plan.images]
     task_ids = client.import_tasks(project.id, references)
     users = {profile: client.ensure_user(f"{profile}@crowd.local") for profile in plan.crowd}
     importer = client.ensure_user("import@crowd.local") if plan.masks and plan.masks_as == "annotations" and not plan.crowd else None

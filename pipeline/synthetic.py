@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 CLASSES = ("background", "road", "vehicle", "person", "vegetation")
+COLOURS = ((0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35))  # RGB, one per class
 BACKGROUND, ROAD, VEHICLE, PERSON, VEGETATION = range(5)
 # Base colours (BGR) and texture strengths per class: distinct but not trivially separable.
 _LOOK = {

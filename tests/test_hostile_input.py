@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import PipelineError
 from pipeline.labelstudio import rle
-from pipeline.labelstudio.results import annotation_to_label_map
+from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.stages.pull import read_local_image
 
 JSON = st.recursive(

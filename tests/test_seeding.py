@@ -12,7 +12,7 @@ from pipeline import seeding
 from pipeline.errors import PipelineError
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.labelstudio.results import annotation_to_label_map
+from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.synthetic import CLASSES
 
 

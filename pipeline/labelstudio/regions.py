@@ -21,37 +21,27 @@ claims pixels whose centres lie outside the polygon (a 2 x 2 pixel square comes 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import chain
 
+import cv2
 import numba
 import numpy as np
 
 from pipeline.errors import ResultError, RLEError
 from pipeline.labelstudio.rle import decode
 
-REGION_TYPES = ("brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels")
 # Larger sides are refused before any allocation: 2**15 x 2**15 is already a 1 GiB label map.
 MAX_SIDE = 2**15
 BRUSH_ALPHA_THRESHOLD = 128
 # Coordinates (percent) and angles (degrees) beyond +-1e4 are corrupt: 100 image sizes away,
 # or 27 turns. Refusing them keeps the float arithmetic far from overflow.
 MAX_ABS_NUMBER = 1e4
-
-
-@dataclass(frozen=True)
-class RegionHeader:
-    """What a region says about itself, checked: where it is in the list and what it labels."""
-
-    index: int
-    id: str
-    from_name: str
-    type: str
-    label: str
-    height: int
-    width: int
 
 
 def region_error(index: int, result: Mapping, reason: str) -> ResultError:
@@ -118,44 +108,13 @@ def _side(index: int, result: Mapping, key: str) -> int:
     return value
 
 
-def read_region_header(index: int, result: Mapping) -> RegionHeader:
-    """Check the keys every region needs and read its single label and image size.
-
-    Raises ResultError on a missing key, a wrong type, a bad size, a rotated image, an empty
-    label list or several labels.
-    """
-    rtype = _key(index, result, result, "type", str)
-    rid = _key(index, result, result, "id", (str, int))
-    from_name = _key(index, result, result, "from_name", str)
-    height, width = _side(index, result, "original_height"), _side(index, result, "original_width")
-    rotation = _number(index, result, result.get("image_rotation", 0), "image_rotation")
-    if rotation % 360 != 0:
-        raise region_error(
-            index,
-            result,
-            f"the image was rotated by {rotation:g} degrees in the editor (image_rotation), and "
-            "regions drawn on a rotated image are not converted back; fix: open the task, rotate "
-            "the image back to 0 degrees, check the regions and resubmit the annotation",
-        )
-    value = _key(index, result, result, "value", Mapping)
-    labels = _key(index, result, value, rtype, list, "value.")
-    if not labels:
-        raise region_error(index, result, f"value.{rtype} is an empty label list; pick one label")
-    if len(labels) > 1:
-        raise region_error(
-            index, result, f"value.{rtype} holds {len(labels)} labels {labels!r:.80}; a region must have exactly one"
-        )
-    if not isinstance(labels[0], str) or not labels[0]:
-        raise region_error(index, result, f"label {labels[0]!r:.40} is not a non-empty string")
-    return RegionHeader(index, str(rid), from_name, rtype, labels[0], height, width)
-
-
 @dataclass(frozen=True)
 class Coverage:
     """A region's pixels: in rows first_row .. first_row + R - 1, those whose values (R, W) uint8 reach threshold.
 
-    A brush keeps its decoded alpha (threshold 128) over the whole image; a shape its 0/1 mask
-    (threshold 1) of only the rows it spans, so that painting it touches no other row.
+    A brush or bitmask keeps its decoded alpha over the whole image (threshold: validate.brush_alpha_threshold,
+    128 by default); a shape its 0/1 mask (threshold 1) of only the rows it spans, so that painting it touches
+    no other row.
     """
 
     values: np.ndarray
@@ -167,18 +126,62 @@ class Coverage:
         return slice(self.first_row, self.first_row + self.values.shape[0])
 
 
-def region_coverage(result: Mapping, header: RegionHeader) -> Coverage:
-    """The pixels of a region whose header was read with `read_region_header`.
+GEOMETRY_OF_TYPE = {
+    "brushlabels": "brush", "brush": "brush", "magicwand": "brush",
+    "polygonlabels": "polygon", "polygon": "polygon",
+    "rectanglelabels": "rectangle", "rectangle": "rectangle",
+    "ellipselabels": "ellipse", "ellipse": "ellipse",
+    "bitmasklabels": "bitmask", "bitmask": "bitmask",
+}
+# A `labels` result may carry its region's shape in its own value: the keys tell which shape.
+GEOMETRY_KEYS = (("rle", "brush"), ("imageDataURL", "bitmask"), ("points", "polygon"), ("radiusX", "ellipse"),
+                 ("width", "rectangle"))
 
-    Raises ResultError on a bad RLE or geometry, or when the region covers no pixel.
+
+def geometry_of(result: Mapping) -> str | None:
+    """The shape a result draws (brush, polygon, rectangle, ellipse, bitmask), or None."""
+    geometry = GEOMETRY_OF_TYPE.get(result.get("type"))
+    value = result.get("value")
+    if geometry is None and isinstance(value, Mapping):
+        geometry = next((shape for key, shape in GEOMETRY_KEYS if key in value), None)
+    return geometry
+
+
+def read_size(index: int, result: Mapping, image_size: tuple[int, int] | None) -> tuple[int, int]:
+    """(height, width) the region's coordinates refer to: its original size, else the image's."""
+    if "original_height" not in result and "original_width" not in result and image_size is not None:
+        return image_size  # imported results may omit it; the geometry is checked against the image then
+    return _side(index, result, "original_height"), _side(index, result, "original_width")
+
+
+def check_rotation(index: int, result: Mapping) -> None:
+    """Refuse regions drawn on an image rotated in the editor (they are stored in the rotated view)."""
+    rotation = _number(index, result, result.get("image_rotation", 0), "image_rotation")
+    if rotation % 360 != 0:
+        raise region_error(
+            index,
+            result,
+            f"the image was rotated by {rotation:g} degrees in the editor (image_rotation), and "
+            "regions drawn on a rotated image are not converted back; fix: open the task, rotate "
+            "the image back to 0 degrees, check the regions and resubmit the annotation",
+        )
+
+
+def region_coverage(index: int, result: Mapping, geometry: str, height: int, width: int,
+                    brush_threshold: int = BRUSH_ALPHA_THRESHOLD) -> Coverage:
+    """The pixels of a region drawing `geometry` on an image of `height` x `width`.
+
+    Raises ResultError on a bad RLE, PNG or geometry, or when the region covers no pixel.
     """
-    value = result["value"]
-    h, w, i = header.height, header.width, header.index
-    if header.type == "brushlabels":
-        coverage = Coverage(_brush_alpha(i, result, value, h, w), BRUSH_ALPHA_THRESHOLD)
-    elif header.type == "polygonlabels":
+    value = _key(index, result, result, "value", Mapping)
+    h, w, i = height, width, index
+    if geometry == "brush":
+        coverage = Coverage(_brush_alpha(i, result, value, h, w), brush_threshold)
+    elif geometry == "bitmask":
+        coverage = Coverage(bitmask_alpha(i, result, value, h, w), brush_threshold)
+    elif geometry == "polygon":
         coverage = polygon_coverage(_polygon_points(i, result, value) * (w, h) / 100.0, h, w)
-    elif header.type == "rectanglelabels":
+    elif geometry == "rectangle":
         x, y, rw, rh = (_value_number(i, result, value, k) for k in ("x", "y", "width", "height"))
         if rw <= 0 or rh <= 0:
             raise region_error(i, result, f"rectangle size {rw:g}% x {rh:g}% is not positive")
@@ -193,9 +196,36 @@ def region_coverage(result: Mapping, header: RegionHeader) -> Coverage:
         mask = fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w)
         coverage = Coverage(mask.view(np.uint8), 1)
     if coverage.values.max(initial=0) < coverage.threshold:
-        why = "no pixel has alpha >= 128" if header.type == "brushlabels" else "outside it or thinner than a pixel"
+        why = (f"no pixel has alpha >= {brush_threshold} (validate.brush_alpha_threshold)"
+               if geometry in ("brush", "bitmask") else "outside it or thinner than a pixel")
         raise region_error(i, result, f"covers no pixel of the {w}x{h} image ({why}); delete it")
     return coverage
+
+
+def bitmask_alpha(index: int, result: Mapping, value: Mapping, height: int, width: int) -> np.ndarray:
+    """Decode value.imageDataURL (a PNG data URL) to the (H, W) uint8 mask: alpha, or grey for opaque PNGs."""
+    url = _key(index, result, value, "imageDataURL", str, "value.")
+    head, _, data = url.partition(",")
+    if not head.startswith("data:image/png") or ";base64" not in head:
+        raise region_error(index, result, f"value.imageDataURL starts {head[:40]!r}, expected 'data:image/png;base64,'")
+    try:
+        content = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise region_error(index, result, "value.imageDataURL is not valid base64") from None
+    # The PNG header holds the size: check it before decoding anything (a tiny file can claim a huge image).
+    if content[:8] != b"\x89PNG\r\n\x1a\n" or len(content) < 24:
+        raise region_error(index, result, "value.imageDataURL does not hold a PNG")
+    png_width, png_height = struct.unpack(">II", content[16:24])
+    if (png_height, png_width) != (height, width):
+        raise region_error(index, result, f"the bitmask PNG is {png_width}x{png_height}, expected the image's {width}x{height}")
+    image = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise region_error(index, result, "value.imageDataURL holds a damaged PNG")
+    if image.ndim == 3:
+        image = image[:, :, 3] if image.shape[2] == 4 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.dtype != np.uint8:
+        image = (image >> 8).astype(np.uint8)
+    return np.ascontiguousarray(image)
 
 
 def _brush_alpha(index: int, result: Mapping, value: Mapping, height: int, width: int) -> np.ndarray:

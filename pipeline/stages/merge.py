@@ -48,17 +48,13 @@ from pipeline.dawid_skene import BandedModels, estimate_models
 from pipeline.decision import POLICIES
 from pipeline.edge_bands import check_bands
 from pipeline.errors import ParamsError, PipelineError
+from pipeline.labelstudio.tasks import task_link
 from pipeline.masks import decode_label_map, encode_label_map
 from pipeline.metrics import mean_pair_iou
 from pipeline.parallel import ordered_map
 from pipeline.params import BaseParams, MergeParams
 from pipeline.task_consensus import METHODS, banded_of, merge_tuples
 from pipeline.taskmap import choose_backend, pack, unpack
-
-
-def task_link(project_id: int | None, task_id: int) -> str | None:
-    """Path of the task in the Label Studio UI, relative to LABEL_STUDIO_URL (kept out of reports)."""
-    return None if project_id is None else f"/projects/{project_id}/data?task={task_id}"
 
 
 def task_tuples(task: dict, annotations_dir: Path, num_classes: int) -> tuple[LabelTuples, np.ndarray]:
@@ -292,7 +288,7 @@ def agreement_summary(tally: Tally, names: list[str], params: MergeParams, proje
         "summary": summary,
         "classes": names,
         "annotators": annotators,
-        "review": [{"task_id": task_id, "mean_pairwise_iou": iou, "link": task_link(project_id, task_id)}
+        "review": [{"task_id": task_id, "mean_pairwise_iou": iou, "link": task_link(project_id, task_id) or None}
                    for iou, task_id in sorted(tally.low)],
         "annotator_models": models.to_dict() if models is not None else None,
     }

@@ -25,18 +25,28 @@ from pipeline.artifacts.snapshot import read_project, snapshot_records
 from pipeline.atomic import replace_file, write_json
 from pipeline.errors import ParamsError
 from pipeline.labelstudio.client import LabelStudioClient
+from pipeline.labelstudio.config import BrushTarget, brush_target
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
 from pipeline.preannotation import select_tasks, uncertainty_rows
 from pipeline.predictor import load_predictor, predict_files
+from pipeline.training.checkpoint import load_checkpoint
 
 
 def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, base: BaseParams,
-                    params: PreannotateParams, to_name: str) -> tuple[str, list[dict]]:
-    """Run the checkpoint on the images; returns (model_version, one prediction record per task)."""
-    predictor = load_predictor(checkpoint, base.names, params.model_name, params.device, params.threads)
+                    params: PreannotateParams, target: BrushTarget) -> tuple[str, list[dict]]:
+    """Run the checkpoint on the images; returns (model_version, one prediction record per task).
+
+    Classes are the checkpoint's (base.classes, when set, must agree); a class the brush tag has no
+    label for (say, a background class added for unpainted pixels) gets no region.
+    """
+    classes = base.names or load_checkpoint(checkpoint)["classes"]
+    predictor = load_predictor(checkpoint, classes, params.model_name, params.device, params.threads)
     with tqdm(total=len(images), desc="preannotate: predict", unit="image") as bar:
-        records = predict_files(predictor, images, [task["id"] for task in tasks], params.brush_tag, to_name,
+        records = predict_files(predictor, images, [task["id"] for task in tasks], target.from_name, target.to_name,
                                 params.batch_size, bar.update)
+    if target.labels is not None:
+        for record in records:
+            record["result"] = [r for r in record["result"] if r["value"]["brushlabels"][0] in target.labels]
     return predictor.version, records
 
 
@@ -111,7 +121,8 @@ def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path 
     chosen = {t["id"] for t in select_tasks((task for task, _ in pairs), params.tasks, review_ids(agreement_path))}
     pairs = [(task, image) for task, image in pairs if task["id"] in chosen]
     tasks, images = [task for task, _ in pairs], [images_dir / image["file"] for _, image in pairs]
-    version, records = predict_records(tasks, images, checkpoint, base, params, ls.image_tag) if tasks else (None, [])
+    target = brush_target(project.get("label_config"), ls.image_tag, params.brush_tag)
+    version, records = predict_records(tasks, images, checkpoint, base, params, target) if tasks else (None, [])
     blocked = None if promote else push_blocked(params)
     if blocked:
         tqdm.write(f"preannotate: nothing sent to Label Studio: {blocked}")

@@ -36,6 +36,7 @@ from pipeline.errors import FetchError, PipelineError, UnsafeReferenceError
 from pipeline.images import image_suffix
 from pipeline.labelstudio import incremental
 from pipeline.labelstudio.client import LabelStudioClient, normalise_task
+from pipeline.labelstudio.config import DEFAULT_DATA_KEY, image_tag_of, read_label_config
 from pipeline.labelstudio.export_reader import ExportItem, iter_export
 from pipeline.labelstudio.fetch import MAX_IMAGE_BYTES, ImageFetcher
 from pipeline.labelstudio.references import describe_url, local_file_path, resolve
@@ -79,20 +80,44 @@ def read_local_image(reference: str, document_root: Path) -> bytes:
     return path.read_bytes()
 
 
-def image_reference(task: dict, image_tag: str) -> str | None:
+@dataclass(frozen=True)
+class ImageField:
+    """Which task data key holds the image: the `$value` of the configured <Image>, and that tag's name."""
+
+    image_tag: str
+    data_key: str
+
+
+def image_field(label_config: str | None, image_tag: str | None) -> ImageField:
+    """From the label config (labelstudio.image_tag, when set, must be one of its <Image> tags)."""
+    if not label_config:  # an export file carries no config: the param names the data key itself
+        return ImageField(image_tag or DEFAULT_DATA_KEY, image_tag or DEFAULT_DATA_KEY)
+    image = image_tag_of(read_label_config(label_config), image_tag)
+    return ImageField(image.name, image.data_key)
+
+
+def image_reference(task: dict, field: ImageField) -> str | dict:
+    """The image reference of a task, or {"error": why} when its data holds none (or several)."""
     data = task.get("data")
-    value = data.get(image_tag) if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value else None
+    value = data.get(field.data_key) if isinstance(data, dict) else None
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, list):
+        return {"error": f"task data {field.data_key!r} holds a list of {len(value)} images (a multi-image "
+                         f"<Image valueList> task); multi-image tasks are not supported: import one image per task"}
+    keys = sorted(data) if isinstance(data, dict) else []
+    return {"error": f"task data has no image under {field.data_key!r} (the value of <Image name={field.image_tag!r}>); "
+                     f"its keys are {keys[:10]}; fix the task data or the label config"}
 
 
-def fetch_image(reference: str | None, previous: dict | None, source: ImageSource, images: Path, task_id: int | None = None) -> dict:
+def fetch_image(reference: str | dict, previous: dict | None, source: ImageSource, images: Path, task_id: int | None = None) -> dict:
     """Fetch one task image into `images` (by content hash); returns its record or why it failed.
 
     Every failure of this one image (refused reference, any status, redirect loop, timeout, not
     an image) is recorded for its task; only an unreachable server fails the pull.
     """
-    if reference is None:
-        return {"ref": None, "error": "task data has no image under labelstudio.image_tag"}
+    if isinstance(reference, dict):
+        return {"ref": None, **reference}
     known = previous if previous and (images / previous["file"]).exists() else None
     try:
         if source.fetcher is None:
@@ -137,7 +162,7 @@ def previous_images(snapshot: Path) -> dict[str, dict]:
     return {image["ref"]: image for _, image in snapshot_records(snapshot) if image.get("file") and image.get("ref")}
 
 
-def write_snapshot(items: Iterator[ExportItem], source: ImageSource, image_tag: str, snapshot: Path, old_snapshot: Path,
+def write_snapshot(items: Iterator[ExportItem], source: ImageSource, field: ImageField, snapshot: Path, old_snapshot: Path,
                    images: Path, workers: int) -> int:
     """Fetch the images of streamed export items and write tasks.jsonl sorted by task id; returns the count.
 
@@ -157,7 +182,7 @@ def write_snapshot(items: Iterator[ExportItem], source: ImageSource, image_tag: 
             if item is not None:
                 batch.append(ExportItem(item.position, normalise_task(item.task), item.problem))
             if batch and (item is None or len(batch) == BATCH):
-                records = pool.map(lambda i: _image_record(i, image_tag, previous, source, images), batch)
+                records = pool.map(lambda i: _image_record(i, field, previous, source, images), batch)
                 for entry, record in zip(batch, records):
                     line = record_line(entry.task, record, entry.problem)
                     offsets.append((entry.task["id"], out.tell(), len(line)))
@@ -169,11 +194,12 @@ def write_snapshot(items: Iterator[ExportItem], source: ImageSource, image_tag: 
     return len(offsets)
 
 
-def _image_record(item: ExportItem, image_tag: str, previous: dict, source: ImageSource, images: Path) -> dict:
-    reference = image_reference(item.task, image_tag)
+def _image_record(item: ExportItem, field: ImageField, previous: dict, source: ImageSource, images: Path) -> dict:
+    reference = image_reference(item.task, field)
     if item.problem:
-        return {"ref": reference, "error": "not fetched: the task is rejected"}
-    return fetch_image(reference, previous.get(reference or ""), source, images, item.task["id"])
+        return {"ref": reference if isinstance(reference, str) else None, "error": "not fetched: the task is rejected"}
+    known = previous.get(reference) if isinstance(reference, str) else None
+    return fetch_image(reference, known, source, images, item.task["id"])
 
 
 def _chain_end(tasks: Iterator[dict]) -> Iterator[dict | None]:
@@ -229,12 +255,14 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
         with replace_dir(out) as snapshot:
             if params.export_file:
                 project = {"id": None, "title": None, "label_config": None, "source": "export_file"}
-                count = write_snapshot(iter_export(Path(params.export_file)), source, ls_params.image_tag, snapshot, out,
-                                       images, params.workers)
+                field = image_field(None, ls_params.image_tag)
+                count = write_snapshot(iter_export(Path(params.export_file)), source, field, snapshot, out, images,
+                                       params.workers)
             else:
                 found = client.find_project(ls_params.project)
                 project = {"id": found.id, "title": found.title, "label_config": found.label_config, "source": "server"}
-                count, record = _from_server(client, found.id, source, ls_params.image_tag, snapshot, out, images,
+                field = image_field(found.label_config, ls_params.image_tag)  # a config that cannot serve fails here
+                count, record = _from_server(client, found.id, source, field, snapshot, out, images,
                                                    params, state_path)
             write_json(snapshot / PROJECT, project)
     finally:

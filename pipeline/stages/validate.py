@@ -19,7 +19,6 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import orjson
 from tqdm import tqdm
@@ -27,13 +26,15 @@ from tqdm import tqdm
 from pipeline.artifacts import annotations as annotation_maps
 from pipeline.artifacts.reports import streamed_report
 from pipeline.artifacts.snapshot import read_project, read_rejected, tasks_path
-from pipeline.atomic import replace_dir
+from pipeline.atomic import replace_dir, write_json
 from pipeline.constants import IGNORE_INDEX
 from pipeline.cooccurrence import COMBINATIONS, encode_index_map, pixel_keys
 from pipeline.errors import PipelineError
 from pipeline.images import read_size
 from pipeline.labelstudio.annotators import annotator_of
-from pipeline.labelstudio.results import annotation_to_label_map, label_tags
+from pipeline.labelstudio.config import CLASSES_FILE, DatasetSpec, dataset_spec, read_label_config
+from pipeline.labelstudio.reading import annotation_to_label_map
+from pipeline.labelstudio.tasks import image_name, is_cancelled, superseded_annotations
 from pipeline.masks import encode_label_map
 from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
 from pipeline.taskmap import choose_backend, pack, unpack
@@ -41,43 +42,14 @@ from pipeline.taskmap import choose_backend, pack, unpack
 
 @dataclass(frozen=True)
 class Rules:
-    """What validate checks against: class names, tags to read, unpainted value, size limit."""
+    """What validate checks against: classes, image and control tags, unpainted value, limits."""
 
     classes: tuple[str, ...]
+    image_tag: str | None
     control_tags: tuple[str, ...]
     unpainted_value: int
     max_image_side: int
-
-
-def image_name(reference: str | None) -> str:
-    """The file name of a task image reference (`/data/local-files/?d=a/b.png` -> `b.png`)."""
-    if not reference:
-        return ""
-    parts = urlsplit(reference)
-    return Path(unquote(parts.query.rpartition("=")[2] if "d=" in parts.query else parts.path)).name
-
-
-def _newest_per_annotator(annotations: list[dict]) -> dict[int, int]:
-    """For each superseded annotation id, the id of the same KNOWN annotator's newest one.
-
-    Annotations without a known annotator are never superseded: each is its own identity.
-    Ids and dates of any type are ordered without comparing across types.
-    """
-    newest: dict[str, tuple] = {}
-    for position, annotation in enumerate(annotations):
-        author = annotator_of(annotation, position)
-        if annotation.get("was_cancelled") or not author.known:
-            continue
-        identifier = annotation.get("id")
-        order = (str(annotation.get("created_at") or ""), identifier if _is_int(identifier) else -1, position)
-        if author.key not in newest or order > newest[author.key][0]:
-            newest[author.key] = (order, annotation)
-    superseded = {}
-    for position, annotation in enumerate(annotations):
-        winner = newest.get(annotator_of(annotation, position).key)
-        if not annotation.get("was_cancelled") and winner and winner[1] is not annotation and _is_int(annotation.get("id")):
-            superseded[annotation["id"]] = winner[1].get("id")
-    return superseded
+    brush_threshold: int
 
 
 def _is_int(value: object) -> bool:
@@ -134,7 +106,7 @@ def validate_task(line: str | bytes, header: dict, rules: Rules) -> tuple[dict, 
         image_problem = f"the task is rejected: {task_problem}"
     elif image_problem is None:
         image_problem = header.get("error")
-    superseded = _newest_per_annotator(annotations)
+    superseded = superseded_annotations(annotations)
     entries, maps, arrays, files = [], {}, {}, {}
     seen_ids: set[int] = set()
     for position, annotation in enumerate(annotations):
@@ -167,7 +139,7 @@ def _check_annotation(task_id: int, annotation: dict, position: int, superseded:
     key, email = author.key, author.email
     entry = {"annotation_id": annotation_id if _is_int(annotation_id) else None, "annotator": key, "email": email,
              "annotator_known": author.known, "lead_time": annotation.get("lead_time"),
-             "from_prediction": bool(annotation.get("parent_prediction")), "regions": 0, "overlap_pixels": 0}
+             "from_prediction": bool(annotation.get("parent_prediction")), "regions": 0, "overlap_pixels": 0, "ignored": {}}
     who = email or (key if author.known else f"an unknown annotator (deleted user; identity {key})")
     where = f"task {task_id}, annotation {annotation_id} by {who}"
     if "_malformed" in annotation:
@@ -178,7 +150,7 @@ def _check_annotation(task_id: int, annotation: dict, position: int, superseded:
         reason = f"task {task_id}, annotation #{position + 1} by {who}: {problem}; export the project again"
         return {**entry, "fate": "rejected", "reason": reason}, None
     seen_ids.add(annotation_id)
-    if annotation.get("was_cancelled"):
+    if is_cancelled(annotation):
         return {**entry, "fate": "skipped", "reason": f"{where}: cancelled (skipped) by the annotator"}, None
     if annotation_id in superseded:
         reason = f"{where}: superseded by the same annotator's newer annotation {superseded[annotation_id]}"
@@ -188,13 +160,17 @@ def _check_annotation(task_id: int, annotation: dict, position: int, superseded:
         return {**entry, "fate": "rejected", "reason": f"{where}: {unusable}"}, None
     try:
         decoded = annotation_to_label_map(
-            annotation.get("result"), rules.classes, height=size[0], width=size[1],
-            from_names=rules.control_tags or None, unlabeled_value=rules.unpainted_value,
+            annotation.get("result"), rules.classes, height=size[0], width=size[1], from_names=rules.control_tags or None,
+            to_name=rules.image_tag, unlabeled_value=rules.unpainted_value, brush_threshold=rules.brush_threshold,
         )
     except PipelineError as error:
-        fix = "fix or delete the region in Label Studio and submit again"
-        return {**entry, "fate": "rejected", "reason": f"{where}: {error}; {fix}"}, None
-    entry.update(fate="ok", reason="", regions=decoded.regions, overlap_pixels=decoded.overlap_pixels)
+        said = str(error)
+        # Most region errors are fixed in the editor; the ones that need something else say so themselves.
+        fix = "" if any(word in said for word in ("resubmit", "delete", "Remove")) else \
+            "; fix or delete the region in Label Studio and resubmit"
+        return {**entry, "fate": "rejected", "reason": f"{where}: {said}{fix}"}, None
+    entry.update(fate="ok", reason="", regions=decoded.regions, overlap_pixels=decoded.overlap_pixels,
+                 ignored=decoded.ignored)
     return entry, decoded.label_map
 
 
@@ -219,18 +195,42 @@ def rejected_items(raw_dir: Path) -> list[dict]:
              "reason": f"{item['reason']}; fix the export"} for item in read_rejected(raw_dir)]
 
 
-def config_warnings(project: dict, rules: Rules) -> list[str]:
-    """Mismatches between the project's label config and base.classes, if the config is known."""
-    if not project.get("label_config"):
+def config_warnings(label_config: str | None, spec: DatasetSpec) -> list[str]:
+    """What of the label config is not turned into pixels, so that nobody wonders where it went."""
+    if not label_config:
         return []
-    tags = label_tags(project["label_config"])
-    wanted = [tag for name, tag in tags.items() if not rules.control_tags or name in rules.control_tags]
-    config_labels = {label for tag in wanted for label in tag.labels}
-    warnings = [f"label {label!r} of the label config is not in base.classes: regions using it are rejected"
-                for label in sorted(config_labels - set(rules.classes))]
-    missing = [name for name in rules.control_tags if name not in tags]
-    warnings += [f"control tag {name!r} of labelstudio.control_tags is not in the label config" for name in missing]
+    warnings = []
+    for control in read_label_config(label_config).controls.values():
+        if control.name in spec.control_tags:
+            continue
+        if control.kind == "other":
+            warnings.append(f"<{control.tag} name={control.name!r}> is not a segmentation control: annotations holding "
+                            "its results are rejected")
+        elif control.kind == "ignored":
+            warnings.append(f"<{control.tag} name={control.name!r}> is not painted: its results are counted per annotation")
+        else:
+            warnings.append(f"<{control.tag} name={control.name!r}> is not in labelstudio.control_tags or points at "
+                            f"another image: its regions are not painted (their pixels become 255)")
     return warnings
+
+
+def rules_for(spec: DatasetSpec, params: ValidateParams) -> Rules:
+    """Rules from the resolved dataset spec; the unpainted class must be one of its classes."""
+    if params.unpainted is not None and params.unpainted not in spec.names:
+        raise PipelineError(f"validate.unpainted={params.unpainted!r} is not in the classes {spec.names}; use one of "
+                            "them or null (ignore)")
+    if isinstance(params.brush_alpha_threshold, bool) or not 1 <= params.brush_alpha_threshold <= 255:
+        raise PipelineError(f"validate.brush_alpha_threshold={params.brush_alpha_threshold!r}: use a whole number "
+                            "in 1..255 (128 keeps the pixels a stroke covers at least half)")
+    unpainted = IGNORE_INDEX if params.unpainted is None else spec.names.index(params.unpainted)
+    return Rules(tuple(spec.names), spec.image_tag, spec.control_tags, unpainted, params.max_image_side,
+                 params.brush_alpha_threshold)
+
+
+def write_classes(path: Path, spec: DatasetSpec) -> None:
+    """The classes every later stage uses, in id order with colours, and where they came from."""
+    write_json(path, {"classes": [{"name": c.name, "color": list(c.color)} for c in spec.classes],
+                      "image_tag": spec.image_tag, "control_tags": list(spec.control_tags)})
 
 
 def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams,
@@ -240,21 +240,21 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
     Tasks are checked by `pipeline.taskmap` (local processes, or the Dask cluster at `scheduler`
     or $DASK_SCHEDULER_ADDRESS); only this process touches files.
     """
-    if params.unpainted is not None and params.unpainted not in base.names:
-        raise PipelineError(f"validate.unpainted={params.unpainted!r} is not in base.classes {base.names}; use one of them or null")
-    rules = Rules(tuple(base.names), tuple(ls.control_tags),
-                  IGNORE_INDEX if params.unpainted is None else base.names.index(params.unpainted), params.max_image_side)
     project = read_project(raw_dir)
+    spec = dataset_spec(project.get("label_config"), base, ls, params.unpainted)
+    rules = rules_for(spec, params)
     counts: Counter = Counter()
+    ignored: Counter = Counter()  # results not painted, by type, over the annotations that are ok
     backend = choose_backend(scheduler, params.workers)
     with replace_dir(out_dir) as staging, streamed_report(report_path, "tasks") as report, \
             open(annotation_maps.index_path(staging), "wb") as index:
+        write_classes(staging / CLASSES_FILE, spec)
         kernel = partial(validate_payload, rules=rules)
         with open(tasks_path(raw_dir), "rb") as lines, tqdm(desc=f"validate on {backend.describe()}", unit="task") as bar:
             payloads = (task_payload(line, images_dir, rules.max_image_side) for line in lines)
             try:
                 for result in backend.map(kernel, payloads):
-                    _write_result(unpack(result), staging, report, index, counts)
+                    _write_result(unpack(result), staging, report, index, counts, ignored)
                     bar.update()
             finally:
                 backend.close()
@@ -264,14 +264,16 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
             counts["tasks"] += 1
         summary = {
             "counts": dict(sorted(counts.items())),
-            "config_warnings": config_warnings(project, rules),
+            "ignored_results": dict(sorted(ignored.items())),
+            "config_warnings": config_warnings(project.get("label_config"), spec),
+            "classes": spec.names, "image_tag": spec.image_tag, "control_tags": list(spec.control_tags),
             "project": {"id": project.get("id"), "title": project.get("title")},
         }
         report.finish(summary)
     return summary["counts"]
 
 
-def _write_result(parts: dict[str, bytes], staging: Path, report, index, counts: Counter) -> None:
+def _write_result(parts: dict[str, bytes], staging: Path, report, index, counts: Counter, ignored: Counter) -> None:
     """Write one task's files, report entry and index line (the driver's side of the map)."""
     for name, content in parts.items():
         if name.startswith("file:"):
@@ -283,6 +285,8 @@ def _write_result(parts: dict[str, bytes], staging: Path, report, index, counts:
     counts[f"tasks_{entry['fate']}"] += 1
     counts.update(f"annotations_{a['fate']}" for a in entry["annotations"])
     counts["annotations"] += len(entry["annotations"])
+    for annotation in entry["annotations"]:
+        ignored.update(annotation.get("ignored") or {})
     counts["tasks"] += 1
     if parts["index"]:
         index.write(parts["index"] + b"\n")

@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from pipeline.constants import IGNORE_INDEX
+from pipeline.labelstudio import tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,4 @@ def rank(items: list[Disagreement], top: int = 0) -> list[Disagreement]:
     return ordered[:top] if top > 0 else ordered
 
 
-def task_link(project_id: int | None, task_id: int) -> str:
-    """Label Studio's data-manager path of a task, relative to the server ('' without a project id)."""
-    return f"/projects/{project_id}/data?task={task_id}" if project_id is not None else ""
+task_link = tasks.task_link  # evaluate's rows link to the task like every other report

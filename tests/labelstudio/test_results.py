@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from label_studio_sdk.converter.brush import decode_rle
 
 from pipeline.errors import ParamsError, PipelineError, ResultError
+from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.labelstudio.regions import fill_ellipse, fill_polygon
-from pipeline.labelstudio.results import (
-    LabelTag,
-    annotation_to_label_map,
-    label_map_to_brush_results,
-    label_tags,
-)
+from pipeline.labelstudio.results import label_map_to_brush_results
 from pipeline.labelstudio.rle import encode
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -157,8 +152,10 @@ def test_unlabeled_value_fills_unpainted_pixels_and_can_be_a_class():
 def test_other_tags_and_types_are_ignored_not_errors():
     results = [{"id": "c", "type": "choices", "value": {"choices": ["x"]}}, rect(0, 0, 50, 50),
                {**rect(0, 0, 100, 100, rid="other"), "from_name": "other"}]
-    out = annotation_to_label_map(results, CLASSES, from_names={"tag"})
-    assert out.ignored == (("c", "choices"), ("other", "rectanglelabels")) and out.regions == 1
+    out = annotation_to_label_map(results, CLASSES, from_names={"tag"}, unlabeled_value=0)
+    assert out.ignored == {"choices": 1, "control:other": 1} and out.regions == 1
+    # The dropped region covered the whole image: what it held is unknown, so 255, never the unpainted class.
+    np.testing.assert_array_equal(out.label_map, grid("11.. 11.. .... ...."))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -229,6 +226,7 @@ ERRORS = {
     "labels_several": (changed(RECT, value__rectanglelabels=["car", "road"]), "2 labels"),
     "labels_empty": (changed(RECT, value__rectanglelabels=[]), "empty label list"),
     "labels_missing": (changed(RECT, value__rectanglelabels=DELETE), "'value.rectanglelabels'"),
+    "type_unknown": (changed(RECT, type="vectorlabels"), "result type 'vectorlabels' is not supported"),
     "label_not_text": (changed(RECT, value__rectanglelabels=[3]), "label 3 is not"),
     "polygon_two_points": (changed(POLY, value__points=[[0, 0], [50, 50]]), "at least 3"),
     "polygon_outside": (changed(POLY, value__points=[[110, 0], [150, 0], [150, 50]]), "covers no pixel"),
@@ -247,7 +245,6 @@ ERRORS = {
     "value_missing": (changed(RECT, value=DELETE), "'value'"),
     "value_not_object": (changed(RECT, value=[1]), "'value' is [1], expected an object"),
     "from_name_missing": (changed(RECT, from_name=DELETE), "'from_name'"),
-    "id_missing": (changed(RECT, id=DELETE), "region None (result #1, from_name 'tag'"),
     "type_missing": (changed(RECT, type=DELETE), "'type'"),
 }
 
@@ -259,7 +256,7 @@ def test_bad_regions_raise_result_error_naming_the_region(name):
         annotation_to_label_map([rect(0, 0, 25, 25, rid="good0"), result], CLASSES)
     # Without an id the position names the region.
     message = str(info.value)
-    assert ("'bad1'" in message or name == "id_missing") and words in message, message
+    assert "'bad1'" in message and words in message, message
 
 
 def test_sizes_must_agree_with_the_image_and_each_other():
@@ -272,7 +269,7 @@ def test_sizes_must_agree_with_the_image_and_each_other():
 def test_empty_results_and_bad_arguments():
     with pytest.raises(ResultError, match="empty result"):
         annotation_to_label_map([], CLASSES)
-    with pytest.raises(ResultError, match="no region to paint.*choices"):
+    with pytest.raises(ResultError, match="nothing to paint.*1 choices"):
         annotation_to_label_map([{"id": "c", "type": "choices", "value": {}}], CLASSES)
     with pytest.raises(ResultError, match="result #0 is str"):
         annotation_to_label_map(["x"], CLASSES)
@@ -289,20 +286,9 @@ def test_label_studio_export_fixture_decodes_to_the_expected_map():
     expected = grid("222222222222 222222222222 ............ ............ "
                     "...111000000 000111000000 000111000000 000000000000")
     np.testing.assert_array_equal(out.label_map, expected)
-    assert (out.regions, out.overlap_pixels, out.ignored) == (3, 6, (("c1Wq5Tz0Ub", "choices"),))
+    assert (out.regions, out.overlap_pixels, out.ignored) == (3, 6, {"choices": 1})
     with pytest.raises(ResultError, match="empty result"):
         annotation_to_label_map(task["annotations"][1]["result"], CLASSES)
-
-
-def test_label_tags_reads_the_control_tags():
-    tags = label_tags((FIXTURES / "label_config.xml").read_text())
-    assert tags["tag"] == LabelTag("tag", "BrushLabels", "image", ("road", "car", "sky"))
-    assert tags["rect"].labels == ("sky",) and set(tags) == {"tag", "poly", "rect"}
-    aliased = '<View><Labels name="l" toName="t"><Label value="Car" alias="c"/></Labels></View>'
-    assert label_tags(aliased)["l"].labels == ("c",)
-    for xml in ("<View><BrushLabels", '<View><BrushLabels toName="i"/></View>'):
-        with pytest.raises(ResultError):
-            label_tags(xml)
 
 
 junk = st.recursive(

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.labelstudio.results import annotation_to_label_map, label_map_to_brush_results
+from pipeline.labelstudio.reading import annotation_to_label_map
+from pipeline.labelstudio.results import label_map_to_brush_results
 from tests import lsproject
 
 pytestmark = pytest.mark.labelstudio

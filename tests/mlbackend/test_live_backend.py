@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.labelstudio import server
-from pipeline.labelstudio.results import annotation_to_label_map
+from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.mlbackend.connect import connect
 from pipeline.mlbackend.serve import follow_versions
 from pipeline.predictor import load_predictor, predict_files

@@ -53,8 +53,8 @@ def _make_repository(root: Path, project_id: int, remote: Path) -> None:
         else:
             shutil.copy2(source, root / name)
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["base"]["classes"] = [{"name": name, "color": [40 * i, 80, 160]} for i, name in enumerate(lsproject.CLASSES)]
-    params["labelstudio"].update(project=project_id, control_tags=["brush", "polygon"])
+    # Classes, image tag and control tags come from the project's label config: only the project is set.
+    params["labelstudio"].update(project=project_id)
     params["validate"]["unpainted"] = None
     params["split"].update(group_regex="^(seq\\d+)_")
     params["train"].update(epochs=2, batch_size=2, base_size=None, crop_size=32, scale_range=[1.0, 1.0], workers=0,

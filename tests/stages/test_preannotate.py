@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import torch
 from pipeline.errors import LabelStudioError
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.labelstudio.results import annotation_to_label_map
+from pipeline.labelstudio.config import brush_target
+from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.models import build_model
 from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
 from pipeline.stages import preannotate, promote, pull
@@ -69,8 +71,11 @@ def test_unlabeled_tasks_get_one_exact_prediction(case, label_studio, monkeypatc
     summary = _run(case, label_studio, monkeypatch)
     ids = case["built"].task_ids
     pairs = [(task, image) for task, image in pull.snapshot_records(case["raw"]) if task["id"] in ids[2:]]
+    # The brush tag and image come from the pulled label config (preannotate.brush_tag is null).
+    target = brush_target(json.loads((case["raw"] / "project.json").read_text())["label_config"], None, None)
+    assert (target.from_name, target.to_name) == ("brush", "image")
     version, records = preannotate.predict_records([task for task, _ in pairs], [case["images"] / image["file"] for _, image in pairs],
-                                                   case["checkpoint"], BASE, PARAMS, "image")
+                                                   case["checkpoint"], BASE, PARAMS, target)
     assert summary["model_version"] == version and version.startswith("unet-")
     assert summary["predictions_pushed"] == 3
     found = _predictions(label_studio, case["built"].id)

@@ -37,6 +37,9 @@ def test_effect_of_predictions(tmp_path: Path) -> None:
     }
     raw = tmp_path / "raw"
     raw.mkdir()
+    config = '<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image">' \
+             '<Label value="background"/><Label value="car"/></BrushLabels></View>'
+    (raw / "project.json").write_text(json.dumps({"id": 1, "title": "t", "label_config": config}))
     (raw / "tasks.jsonl").write_text("".join(json.dumps({"task": t, "image": {}}) + "\n" for t in (with_prediction, later_prediction)))
     summary = review_stats.run(raw, tmp_path / "effect.json", BASE, LabelStudioParams(project=1, control_tags=("brush",)),
                                ValidateParams(unpainted="background"))

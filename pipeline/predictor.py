@@ -73,14 +73,15 @@ class Predictor:
 
 def load_predictor(checkpoint: Path, classes: Sequence[str], model_name: str | None = None, device: str = "auto",
                    threads: int = 1) -> Predictor:
-    """Load `checkpoint`, check it predicts `classes`; version = name + hash of the file."""
+    """Load `checkpoint`, check it predicts `classes` (empty: the checkpoint's own); version = name + hash of the file."""
     checkpoint = Path(checkpoint)
     try:
         stamp = FileStamp.of(checkpoint)  # before reading: a file replaced meanwhile is reloaded next time
     except FileNotFoundError:
         raise TrainingError(f"checkpoint {checkpoint} not found; run the train stage first") from None
     state = load_checkpoint(checkpoint)
-    if state["classes"] != list(classes):
+    classes = list(classes) or state["classes"]  # empty: base.classes come from the label config
+    if state["classes"] != classes:
         raise TrainingError(f"{checkpoint} predicts {state['classes']}, base.classes are {list(classes)}; train again")
     train_params = checkpoint_params(state)
     version = model_version(model_name or train_params.architecture.lower(), checkpoint)

@@ -23,6 +23,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from pipeline.errors import LabelStudioError, PipelineError
+from pipeline.labelstudio.config import brush_target, image_tag_of, read_label_config
 from pipeline.mlbackend.images import fetch_task_images
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.training import TrainingJob
@@ -39,8 +40,8 @@ class Backend:
     model: ServedModel
     source: ImageSource
     cache: Path
-    image_tag: str
-    brush_tag: str
+    image_tag: str | None  # None: from the label config Label Studio sends
+    brush_tag: str | None
     batch_size: int
     training: TrainingJob
     basic_auth: tuple[str, str] | None = None
@@ -75,14 +76,17 @@ def _auth_dependency(backend: Backend):
     return check
 
 
-def predict_tasks(backend: Backend, tasks: list[Any]) -> dict:
+def predict_tasks(backend: Backend, tasks: list[Any], label_config: str | None = None) -> dict:
     """One entry per task, in order (Label Studio stores them only then): a prediction, or [] with the
-    reason in `errors` when the task's image is refused or missing."""
+    reason in `errors` when the task's image is refused or missing. Tags come from `label_config`
+    (as Label Studio sends it) unless the params name them."""
+    target = brush_target(label_config, backend.image_tag, backend.brush_tag)
+    data_key = image_tag_of(read_label_config(label_config), backend.image_tag).data_key if label_config else target.to_name
     predictor = backend.model.current()
-    images = fetch_task_images(tasks, backend.image_tag, backend.source, backend.cache, backend.fetch_workers)
+    images = fetch_task_images(tasks, data_key, backend.source, backend.cache, backend.fetch_workers)
     usable = [image for image in images if image.path is not None and isinstance(image.task_id, int)]
     records = predict_files(predictor, [image.path for image in usable], [image.task_id for image in usable],
-                            backend.brush_tag, backend.image_tag, backend.batch_size)
+                            target.from_name, target.to_name, backend.batch_size)
     by_task = {record["task"]: record for record in records}
     results, errors = [], []
     for image in images:
@@ -120,7 +124,7 @@ def create_app(backend: Backend) -> FastAPI:
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict:
         with predict_lock:
-            answer = predict_tasks(backend, request.tasks)
+            answer = predict_tasks(backend, request.tasks, request.label_config)
             counters["predict_requests"] += 1
             counters["predicted_tasks"] += len(request.tasks)
         return answer

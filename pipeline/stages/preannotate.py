@@ -29,7 +29,6 @@ from pipeline.labelstudio.config import BrushTarget, brush_target
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
 from pipeline.preannotation import select_tasks, uncertainty_rows
 from pipeline.predictor import load_predictor, predict_files
-from pipeline.training.checkpoint import load_checkpoint
 
 
 def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, base: BaseParams,
@@ -39,8 +38,7 @@ def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, bas
     Classes are the checkpoint's (base.classes, when set, must agree); a class the brush tag has no
     label for (say, a background class added for unpainted pixels) gets no region.
     """
-    classes = base.names or load_checkpoint(checkpoint)["classes"]
-    predictor = load_predictor(checkpoint, classes, params.model_name, params.device, params.threads)
+    predictor = load_predictor(checkpoint, base.names, params.model_name, params.device, params.threads)
     with tqdm(total=len(images), desc="preannotate: predict", unit="image") as bar:
         records = predict_files(predictor, images, [task["id"] for task in tasks], target.from_name, target.to_name,
                                 params.batch_size, bar.update)

@@ -33,6 +33,7 @@ from fastapi import FastAPI
 
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
+from pipeline.labelstudio.config import brush_target
 from pipeline.labelstudio.export import label_config
 from pipeline.mlbackend.app import Backend
 from pipeline.mlbackend.connect import connect
@@ -40,6 +41,7 @@ from pipeline.mlbackend.images import fetch_task_images
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.serve import ServeOptions, build_backend, serving_app_in_thread, serving_in_thread
 from pipeline.models import build_model
+from pipeline.stages.pull import image_field
 from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
 from pipeline.predictor import predict_files
 from pipeline.synthetic import CLASSES, scene
@@ -72,8 +74,10 @@ def per_request_app(backend: Backend) -> FastAPI:
     def predict(body: dict) -> dict:
         task = body["tasks"][0]
         model = ServedModel(backend.model.checkpoint, list(CLASSES), "peer", backend.model.describe()["device"] or "cpu", 0)
-        [image] = fetch_task_images([task], backend.image_tag, backend.source, backend.cache, 1)
-        [record] = predict_files(model.current(), [image.path], [task["id"]], backend.brush_tag, backend.image_tag, 1)
+        target = brush_target(body.get("label_config"), backend.image_tag, backend.brush_tag)
+        field = image_field(body.get("label_config"), target.to_name)
+        [image] = fetch_task_images([task], field, backend.source, backend.cache, 1)
+        [record] = predict_files(model.current(), [image.path], [task["id"]], target.from_name, target.to_name, 1)
         return {"results": [{"result": record["result"], "score": record["score"], "model_version": "peer-per-request"}]}
 
     return app
@@ -92,12 +96,17 @@ def make_project(client: LabelStudioClient, running: server.RunningServer, title
     return project.id, [{"id": i, "data": r, "project": project.id} for i, r in zip(ids, refs)]
 
 
+def request(tasks: list[dict]) -> dict:
+    """A /predict body as Label Studio sends it: the tasks and the project's label config."""
+    return {"tasks": tasks, "label_config": label_config(CLASSES, COLOURS)}
+
+
 def latencies(url: str, tasks: list[dict], repeats: int) -> list[float]:
-    httpx.post(f"{url}/predict", json={"tasks": [tasks[0]]}, timeout=120).raise_for_status()  # warm-up
+    httpx.post(f"{url}/predict", json=request(tasks[:1]), timeout=120).raise_for_status()  # warm-up
     out = []
     for k in range(repeats):
         started = time.perf_counter()
-        httpx.post(f"{url}/predict", json={"tasks": [tasks[(k + 1) % len(tasks)]]}, timeout=120).raise_for_status()
+        httpx.post(f"{url}/predict", json=request([tasks[(k + 1) % len(tasks)]]), timeout=120).raise_for_status()
         out.append(time.perf_counter() - started)
     return out
 
@@ -106,7 +115,7 @@ def direct_all(url: str, tasks: list[dict], one_per_call: bool) -> float:
     """Seconds to predict every task straight from the backend: one request, or one request per task."""
     started = time.perf_counter()
     for chunk in ([[t] for t in tasks] if one_per_call else [tasks]):
-        httpx.post(f"{url}/predict", json={"tasks": chunk}, timeout=3600).raise_for_status()
+        httpx.post(f"{url}/predict", json=request(chunk), timeout=3600).raise_for_status()
     return time.perf_counter() - started
 
 

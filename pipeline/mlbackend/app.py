@@ -23,12 +23,12 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from pipeline.errors import LabelStudioError, PipelineError
-from pipeline.labelstudio.config import brush_target, image_tag_of, read_label_config
+from pipeline.labelstudio.config import brush_target
 from pipeline.mlbackend.images import fetch_task_images
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.training import TrainingJob
 from pipeline.predictor import predict_files
-from pipeline.stages.pull import ImageSource
+from pipeline.stages.pull import ImageSource, image_field
 
 TRAINING_ACTIONS = ("START_TRAINING",)
 
@@ -81,9 +81,9 @@ def predict_tasks(backend: Backend, tasks: list[Any], label_config: str | None =
     reason in `errors` when the task's image is refused or missing. Tags come from `label_config`
     (as Label Studio sends it) unless the params name them."""
     target = brush_target(label_config, backend.image_tag, backend.brush_tag)
-    data_key = image_tag_of(read_label_config(label_config), backend.image_tag).data_key if label_config else target.to_name
+    field = image_field(label_config, target.to_name)
     predictor = backend.model.current()
-    images = fetch_task_images(tasks, data_key, backend.source, backend.cache, backend.fetch_workers)
+    images = fetch_task_images(tasks, field, backend.source, backend.cache, backend.fetch_workers)
     usable = [image for image in images if image.path is not None and isinstance(image.task_id, int)]
     records = predict_files(predictor, [image.path for image in usable], [image.task_id for image in usable],
                             target.from_name, target.to_name, backend.batch_size)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.stages.pull import ImageSource, fetch_image, image_reference
+from pipeline.stages.pull import ImageField, ImageSource, fetch_image, image_reference
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class TaskImage:
     error: str | None
 
 
-def fetch_task_images(tasks: list[dict], image_tag: str, source: ImageSource, cache: Path, workers: int = 4) -> list[TaskImage]:
+def fetch_task_images(tasks: list[dict], field: ImageField, source: ImageSource, cache: Path, workers: int = 4) -> list[TaskImage]:
     """One TaskImage per task, in order; the server being unreachable raises (LabelStudioError)."""
     cache.mkdir(parents=True, exist_ok=True)
 
@@ -33,7 +33,7 @@ def fetch_task_images(tasks: list[dict], image_tag: str, source: ImageSource, ca
         task_id = task.get("id") if isinstance(task, dict) else None
         if not isinstance(task, dict):
             return TaskImage(None, None, f"a task is not an object: {str(task)[:80]}")
-        record = fetch_image(image_reference(task, image_tag), None, source, cache, task_id if isinstance(task_id, int) else None)
+        record = fetch_image(image_reference(task, field), None, source, cache, task_id if isinstance(task_id, int) else None)
         if record.get("file"):
             return TaskImage(task_id, cache / record["file"], None)
         return TaskImage(task_id, None, f"task {task_id}: {record.get('error')}")

@@ -25,7 +25,7 @@ def _expected(checkpoint: Path, folder: Path, task_ids: list[int]) -> tuple[str,
     """What the batch path's predictor makes of the project's image files: (version, label map per task)."""
     predictor = load_predictor(checkpoint, lsproject.CLASSES, None, "cpu", PRE.threads)
     files = [folder / f"seq{i // 2}_{i:03d}.png" for i in range(len(task_ids))]
-    records = predict_files(predictor, files, task_ids, PRE.brush_tag, "image")
+    records = predict_files(predictor, files, task_ids, "brush", "image")  # the <BrushLabels> of lsproject.CONFIG
     return predictor.version, {r["task"]: annotation_to_label_map(r["result"], lsproject.CLASSES).label_map for r in records}
 
 
@@ -66,7 +66,7 @@ def test_refused_image_gets_no_prediction_and_its_reason(label_studio: server.Ru
     with live_backend(label_studio, checkpoint, tmp_path) as live:
         tasks = [{"id": 1, "data": {"image": "http://203.0.113.9/x.png"}}, {"id": 2, "data": {"image": "/data/local-files/?d=../etc/passwd"}},
                  {"id": 3, "data": {}}]
-        answer = httpx.post(f"{live.url}/predict", json={"tasks": tasks}).json()
+        answer = httpx.post(f"{live.url}/predict", json={"tasks": tasks, "label_config": lsproject.CONFIG}).json()
         assert answer["results"] == [[], [], []]
         assert "pull.allowed_origins" in answer["errors"][0] and "leaves the document root" in answer["errors"][1]
         assert "task 3" in answer["errors"][2]

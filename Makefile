@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test chromium postgresql
+.PHONY: setup demo test lint chromium postgresql
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,5 +29,10 @@ chromium:
 postgresql:
 	@test -x /usr/lib/postgresql/15/bin/initdb || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15)
 
-test: $(STAMP) chromium postgresql
+# Formatting and lint first: a style slip fails in seconds, not after the suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint chromium postgresql
 	$(PY) -m pytest -q

@@ -46,8 +46,19 @@ from pipeline.stages import evaluate, train  # noqa: E402
 from pipeline.task_consensus import merge_tuples  # noqa: E402
 
 # The SegNet tutorial's CamVid colours, in class-id order.
-PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-           (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
+PALETTE = [
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+]
 
 
 def read_truths(root: Path, split: str, void: int, limit: int | None) -> list[tuple[Path, np.ndarray]]:
@@ -64,8 +75,10 @@ def crowd_labels(truths: list[np.ndarray], names: list[str], seed: int) -> tuple
     """The project consensus of the simulated crowd and its uint8 confidence maps, one per truth."""
     tasks = simulate_crowd(truths, names, seed, jitter=0.5)
     models = estimate_models(tasks, len(names))
-    merged = [merge_tuples(*pixel_keys(task, len(names)), truth.shape, "dawid_skene", models)
-              for task, truth in zip(tasks, truths)]
+    merged = [
+        merge_tuples(*pixel_keys(task, len(names)), truth.shape, "dawid_skene", models)
+        for task, truth in zip(tasks, truths)
+    ]
     return [m.labels for m in merged], [m.confidence_png() for m in merged]
 
 
@@ -79,7 +92,10 @@ def write_layout(out: Path, train_pairs, train_labels, test_pairs, confidences) 
         write_label_map(paths["labels"] / "confidence" / f"{i + 1}.png", confidence)
     (paths["raw"] / "images").mkdir(exist_ok=True)
     splits = {"train": [], "val": [], "test": []}
-    items = [(i + 1, p, lab, "val" if i % 10 == 9 else "train") for i, ((p, _), lab) in enumerate(zip(train_pairs, train_labels))]
+    items = [
+        (i + 1, p, lab, "val" if i % 10 == 9 else "train")
+        for i, ((p, _), lab) in enumerate(zip(train_pairs, train_labels))
+    ]
     items += [(10001 + i, p, lab, "test") for i, (p, lab) in enumerate(test_pairs)]
     with index_writer(paths["annotations"]) as add_to_index:
         for task_id, image, label, split in items:
@@ -87,8 +103,17 @@ def write_layout(out: Path, train_pairs, train_labels, test_pairs, confidences) 
             if not link.exists():
                 os.symlink(image.resolve(), link)
             write_label_map(consensus_path(paths["labels"], task_id), label)
-            add_to_index({"task_id": task_id, "image": f"images/{task_id}.png", "image_name": image.name,
-                          "height": label.shape[0], "width": label.shape[1], "data": {}, "maps": {}})
+            add_to_index(
+                {
+                    "task_id": task_id,
+                    "image": f"images/{task_id}.png",
+                    "image_name": image.name,
+                    "height": label.shape[0],
+                    "width": label.shape[1],
+                    "data": {},
+                    "maps": {},
+                }
+            )
             splits[split].append(task_id)
     write_splits(paths["splits"], splits)
     return paths
@@ -113,8 +138,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (0 = PyTorch's default)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-confidence", nargs="+", type=float, default=[0.0],
-                        help="train.min_label_confidence values, each trained on the same labels and seed")
+    parser.add_argument(
+        "--min-confidence",
+        nargs="+",
+        type=float,
+        default=[0.0],
+        help="train.min_label_confidence values, each trained on the same labels and seed",
+    )
     return parser.parse_args(argv)
 
 
@@ -132,53 +162,96 @@ def run(args: argparse.Namespace, out: Path) -> int:
     else:
         labels, confidences = truths, [np.full(t.shape, 255, np.uint8) for t in truths]
     cm = sum(confusion_matrix(t, lab, len(names)) for t, lab in zip(truths, labels))
-    print(f"{len(train_pairs)} train / {len(test_pairs)} test images; training labels: {args.labels}"
-          + (f" ({', '.join(CROWD)} merged by dawid_skene)" if args.labels == "crowd" else "")
-          + f", mIoU vs truth {mean_iou(cm):.3f} ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"{len(train_pairs)} train / {len(test_pairs)} test images; training labels: {args.labels}"
+        + (f" ({', '.join(CROWD)} merged by dawid_skene)" if args.labels == "crowd" else "")
+        + f", mIoU vs truth {mean_iou(cm):.3f} ({time.perf_counter() - start:.0f} s)"
+    )
     for threshold in args.min_confidence:
         kept = [(t == lab) & (t != 255) for t, lab in zip(truths, labels)]
         confident = [(conf >= 255 * threshold) & (t != 255) for t, conf in zip(truths, confidences)]
         share = sum(k.sum() for k in confident) / sum((t != 255).sum() for t in truths)
         right = sum((k & c).sum() for k, c in zip(kept, confident)) / max(sum(c.sum() for c in confident), 1)
-        print(f"  confidence >= {threshold}: {100 * share:.1f} % of training pixels kept, {100 * right:.2f} % of them right")
+        print(
+            f"  confidence >= {threshold}: {100 * share:.1f} % of training pixels kept, {100 * right:.2f} % of them right"
+        )
     paths = write_layout(out, train_pairs, labels, test_pairs, confidences)
     for threshold in args.min_confidence:
         train_and_evaluate(args, out, paths, base, threshold, len(test_pairs))
     return 0
 
 
-def train_and_evaluate(args: argparse.Namespace, out: Path, paths: dict, base: BaseParams, threshold: float,
-                       tests: int) -> None:
+def train_and_evaluate(
+    args: argparse.Namespace, out: Path, paths: dict, base: BaseParams, threshold: float, tests: int
+) -> None:
     weights = None if args.weights in ("null", "none", "") else args.weights
     checkpoints, seconds, tag = [], {}, f"conf{threshold:g}"
     for architecture in args.architectures.split(","):
-        params = TrainParams(architecture=architecture, encoder=args.encoder, encoder_weights=weights,
-                             epochs=args.epochs, batch_size=args.batch, lr=args.lr, base_size=args.base_size,
-                             crop_size=args.crop, workers=args.workers, device=args.device,
-                             threads=args.threads, min_label_confidence=threshold,
-                             class_weights=None)
+        params = TrainParams(
+            architecture=architecture,
+            encoder=args.encoder,
+            encoder_weights=weights,
+            epochs=args.epochs,
+            batch_size=args.batch,
+            lr=args.lr,
+            base_size=args.base_size,
+            crop_size=args.crop,
+            workers=args.workers,
+            device=args.device,
+            threads=args.threads,
+            min_label_confidence=threshold,
+            class_weights=None,
+        )
         start = time.perf_counter()
-        train.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], out / "models" / tag / architecture,
-                  out / "live" / tag / architecture, base, params)
+        train.run(
+            paths["raw"],
+            paths["annotations"],
+            paths["labels"],
+            paths["splits"],
+            out / "models" / tag / architecture,
+            out / "live" / tag / architecture,
+            base,
+            params,
+        )
         seconds[architecture] = time.perf_counter() - start
         checkpoints.append(out / "models" / tag / architecture / "best.pt")
     reports = out / f"reports-{threshold:g}"
-    evaluate.run(paths["raw"], paths["annotations"], paths["labels"], paths["splits"], checkpoints, reports,
-                 base, EvaluateParams(split="test", workers=args.workers, device=args.device, threads=args.threads,
-                                      overlays_worst=4, overlays_random=4))
+    evaluate.run(
+        paths["raw"],
+        paths["annotations"],
+        paths["labels"],
+        paths["splits"],
+        checkpoints,
+        reports,
+        base,
+        EvaluateParams(
+            split="test",
+            workers=args.workers,
+            device=args.device,
+            threads=args.threads,
+            overlays_worst=4,
+            overlays_random=4,
+        ),
+    )
     rows = json.loads((reports / "comparison.json").read_text())["models"]
-    print(f"\nCamVid val ({tests} images), {args.epochs} epochs, base {args.base_size}, crop {args.crop}, "
-          f"{args.encoder} ({weights or 'random init'}), train.min_label_confidence {threshold:g}")
+    print(
+        f"\nCamVid val ({tests} images), {args.epochs} epochs, base {args.base_size}, crop {args.crop}, "
+        f"{args.encoder} ({weights or 'random init'}), train.min_label_confidence {threshold:g}"
+    )
     for row in rows:
-        print(f"  {row['architecture']:<14} mIoU {row['mIoU']:.4f}  pixel acc. {row['pixel_accuracy']:.4f}  "
-              f"train {seconds[row['architecture']]:.0f} s  {row['ms_per_image']:.0f} ms/image")
+        print(
+            f"  {row['architecture']:<14} mIoU {row['mIoU']:.4f}  pixel acc. {row['pixel_accuracy']:.4f}  "
+            f"train {seconds[row['architecture']]:.0f} s  {row['ms_per_image']:.0f} ms/image"
+        )
     print(f"table: {reports / 'comparison.md'}", flush=True)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not (args.data / "classes.json").is_file():
-        print(f"skipped: no CamVid dataset at {args.data} (expected classes.json, train/, trainannot/, val/, valannot/)")
+        print(
+            f"skipped: no CamVid dataset at {args.data} (expected classes.json, train/, trainannot/, val/, valannot/)"
+        )
         return 0
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,14 @@
 """validate + merge on local processes against a Dask LocalCluster of two worker processes, in one run.
 
-  speed    the 2,000-task ingest export (480x360, three annotators; bench/ingest.py builds it):
-           seconds of `validate` + `merge` with local processes (all cores) and with
-           DASK_SCHEDULER_ADDRESS pointing at a LocalCluster of two single-threaded workers
-           (started before timing, as a cluster is), outputs compared byte for byte
-  memory   peak RSS of the driver (the stage process; the workers are the cluster's) on the Dask
-           backend, at two export sizes of small tasks (bench/size.py builds them)
-  traffic  bytes sent to and received from workers per task, validate and merge
+speed    the 2,000-task ingest export (480x360, three annotators; bench/ingest.py builds it):
+         seconds of `validate` + `merge` with local processes (all cores) and with
+         DASK_SCHEDULER_ADDRESS pointing at a LocalCluster of two single-threaded workers
+         (started before timing, as a cluster is), outputs compared byte for byte
+memory   peak RSS of the driver (the stage process; the workers are the cluster's) on the Dask
+         backend, at two export sizes of small tasks (bench/size.py builds them)
+traffic  bytes sent to and received from workers per task, validate and merge
 
-    .venv/bin/python bench/cluster.py [--tasks 2000] [--memory 5000,50000] [--repeat 2]
+  .venv/bin/python bench/cluster.py [--tasks 2000] [--memory 5000,50000] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ def prepared(export: Path, root: Path, scratch: Path) -> Path:
     """A work folder with params and a pulled snapshot of `export`."""
     work = Path(tempfile.mkdtemp(prefix="cluster-", dir=scratch))
     params = ingest.params_file(work, export, root)
-    subprocess.run([*RUN, "pull", "--out", "raw", "--images", "images", "--params", str(params)], check=True, cwd=work,
-                   capture_output=True)
+    subprocess.run(
+        [*RUN, "pull", "--out", "raw", "--images", "images", "--params", str(params)],
+        check=True,
+        cwd=work,
+        capture_output=True,
+    )
     return work
 
 
@@ -48,9 +52,34 @@ def stage_commands(work: Path, scheduler: str | None) -> list[list[str]]:
     option = ["--scheduler", scheduler] if scheduler else []
     params = ["--params", str(work / "params.yaml")]
     return [
-        [*RUN, "validate", "--raw", "raw", "--images", "images", "--out", "annotations", "--report", "validation.json", *params, *option],
-        [*RUN, "merge", "--annotations", "annotations", "--validation", "validation.json", "--out", "labels",
-         "--report", "agreement.json", *params, *option],
+        [
+            *RUN,
+            "validate",
+            "--raw",
+            "raw",
+            "--images",
+            "images",
+            "--out",
+            "annotations",
+            "--report",
+            "validation.json",
+            *params,
+            *option,
+        ],
+        [
+            *RUN,
+            "merge",
+            "--annotations",
+            "annotations",
+            "--validation",
+            "validation.json",
+            "--out",
+            "labels",
+            "--report",
+            "agreement.json",
+            *params,
+            *option,
+        ],
     ]
 
 
@@ -86,7 +115,9 @@ def traffic(work: Path, sample: int = 200) -> tuple[float, float]:
     base, ls, checks, merging = (load_section(name, params) for name in ("base", "labelstudio", "validate", "merge"))
     rules = validate.Rules(tuple(base.names), tuple(ls.control_tags), 0, checks.max_image_side)
     with open(work / "raw" / "tasks.jsonl", "rb") as lines:
-        payloads = [validate.task_payload(line, work / "images", rules.max_image_side) for line, _ in zip(lines, range(sample))]
+        payloads = [
+            validate.task_payload(line, work / "images", rules.max_image_side) for line, _ in zip(lines, range(sample))
+        ]
     validate_bytes = sum(len(p) + len(validate.validate_payload(p, rules)) for p in payloads) / len(payloads)
     tasks = [task for task, _ in zip(merge.iter_tasks(work / "annotations"), range(sample))]
     kernel = partial(merge.merge_payload, method="majority", models=None, num_classes=len(base.names))
@@ -106,7 +137,9 @@ def main() -> None:
 
     export = ingest.build(args.cache, [args.tasks])[args.tasks]
     scratch = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         address = cluster.scheduler_address
         work = prepared(export, args.cache, scratch)
         runs = {"local": [], "dask": []}
@@ -117,11 +150,19 @@ def main() -> None:
         per_task = traffic(work)
         driver = measured(stage_commands(work, address), work)  # once more, for the driver's CPU on large tasks
         local, dask = min(runs["local"]), min(runs["dask"])
-        print(f"{args.tasks} tasks x 3 annotators, validate + merge; seconds per run: local {runs['local']}, dask {runs['dask']}")
-        print(f"local processes {local:.1f} s, Dask LocalCluster (2 workers) {dask:.1f} s: dask/local = {dask / local:.2f}")
+        print(
+            f"{args.tasks} tasks x 3 annotators, validate + merge; seconds per run: local {runs['local']}, dask {runs['dask']}"
+        )
+        print(
+            f"local processes {local:.1f} s, Dask LocalCluster (2 workers) {dask:.1f} s: dask/local = {dask / local:.2f}"
+        )
         print(f"outputs byte-identical: {runs['local_digest'] == runs['dask_digest']}")
-        print(f"driver CPU on Dask, {args.tasks} tasks: {driver[2]:.1f} s ({1000 * driver[2] / args.tasks:.2f} ms per task)")
-        print(f"bytes per task (sent + received): validate {per_task[0] / 1024:.1f} KiB, merge {per_task[1] / 1024:.1f} KiB")
+        print(
+            f"driver CPU on Dask, {args.tasks} tasks: {driver[2]:.1f} s ({1000 * driver[2] / args.tasks:.2f} ms per task)"
+        )
+        print(
+            f"bytes per task (sent + received): validate {per_task[0] / 1024:.1f} KiB, merge {per_task[1] / 1024:.1f} KiB"
+        )
         print(f"load average during the speed runs: {open('/proc/loadavg').read().split()[:3]}", flush=True)
         memory = {}
         small_folder = args.cache.with_name(args.cache.name + "-small")
@@ -129,11 +170,15 @@ def main() -> None:
             small = prepared(size.build(small_folder, count, (48, 64)), small_folder, scratch)
             memory[count] = measured(stage_commands(small, address), small)
     for count, (seconds, rss, cpu) in memory.items():
-        print(f"driver on Dask, {count} small tasks: {seconds:.1f} s, peak RSS {rss:.0f} MiB, "
-              f"driver CPU {cpu:.1f} s ({1000 * cpu / count:.2f} ms per task)")
+        print(
+            f"driver on Dask, {count} small tasks: {seconds:.1f} s, peak RSS {rss:.0f} MiB, "
+            f"driver CPU {cpu:.1f} s ({1000 * cpu / count:.2f} ms per task)"
+        )
     small, large = sorted(memory)
     print(f"driver memory ratio {large}/{small} tasks: {memory[large][1] / memory[small][1]:.2f}")
-    print(f"measured at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {open('/proc/loadavg').read().split()[:3]}")
+    print(
+        f"measured at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {open('/proc/loadavg').read().split()[:3]}"
+    )
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -38,9 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.crowd_matrix import PROFILES, camvid, draw_crowd, simulate_cell, thin  # noqa: E402
-from pipeline.dawid_skene import dawid_skene_vote, estimate_models  # noqa: E402
 from pipeline.consensus import estimate_annotator_models, majority_vote, staple, weighted_vote  # noqa: E402
 from pipeline.crowd import class_pairs, simulate_annotator  # noqa: E402
+from pipeline.dawid_skene import dawid_skene_vote, estimate_models  # noqa: E402
 from pipeline.metrics import confusion_matrix  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
@@ -54,9 +54,15 @@ def simulate_crowd(truths, names, seed: int, jitter: float) -> list[dict[str, np
     from bench.crowd_matrix import CAMVID_BACKGROUND, CAMVID_PAIRS
 
     pairs, background = class_pairs(CAMVID_PAIRS, names), [names.index(n) for n in CAMVID_BACKGROUND]
-    return [{p: simulate_annotator(t, p, np.random.default_rng([seed, i]), len(names), pairs=pairs,
-                                   background=background, jitter=jitter) for p in CROWD}
-            for i, t in enumerate(truths)]
+    return [
+        {
+            p: simulate_annotator(
+                t, p, np.random.default_rng([seed, i]), len(names), pairs=pairs, background=background, jitter=jitter
+            )
+            for p in CROWD
+        }
+        for i, t in enumerate(truths)
+    ]
 
 
 def argmax_majority(task: dict[str, np.ndarray], num_classes: int) -> np.ndarray:
@@ -82,9 +88,13 @@ def score(truths, tasks, merge, num_classes: int) -> dict:
         cm += confusion_matrix(truth, np.where(merged >= num_classes, num_classes, merged), num_classes + 1)
     tp = np.diag(cm)[:num_classes]
     union = cm[:num_classes].sum(axis=1) + cm[:, :num_classes].sum(axis=0) - tp
-    return {"images": len(wall), "miou": float(np.mean(tp[union > 0] / union[union > 0])),
-            "undecided": float(cm[:num_classes, num_classes].sum() / max(cm[:num_classes].sum(), 1)),
-            "ms": 1000 * float(np.median(wall)), "cpu_ms": 1000 * float(np.median(cpu))}
+    return {
+        "images": len(wall),
+        "miou": float(np.mean(tp[union > 0] / union[union > 0])),
+        "undecided": float(cm[:num_classes, num_classes].sum() / max(cm[:num_classes].sum(), 1)),
+        "ms": 1000 * float(np.median(wall)),
+        "cpu_ms": 1000 * float(np.median(cpu)),
+    }
 
 
 def timed(estimate):
@@ -98,8 +108,10 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
     cell = 1000 * size + PROFILES.index(featured)
     tasks, truths, c = simulate_cell(data, crowd, seed, cell), data.truths, len(data.classes)
     singles = {p.name: score(truths, tasks, lambda t, a=p.name: t[a], c)["miou"] for p in crowd}
-    rows = {"argmax": score(truths, tasks, lambda t: argmax_majority(t, c), c),
-            "majority": score(truths, tasks, lambda t: majority_vote(t, c), c)}
+    rows = {
+        "argmax": score(truths, tasks, lambda t: argmax_majority(t, c), c),
+        "majority": score(truths, tasks, lambda t: majority_vote(t, c), c),
+    }
     vote_models, vote_fit = timed(lambda: estimate_annotator_models(tasks, c, iterations=5))
     rows["vote"] = {**score(truths, tasks, lambda t: weighted_vote(t, vote_models), c), "fit": vote_fit}
     for key, bands in (("ds", ()), ("ds_banded", (2, 4))):
@@ -109,20 +121,32 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
         rows["staple"] = score(truths[:staple_images], tasks[:staple_images], lambda t: staple(t, c), c)
     best = max(singles.values())
     floor = max(rows["argmax"]["miou"] + MARGIN, best)
-    return {"data": data.name, "size": size, "featured": featured, "seed": seed,
-            "crowd": {p.name: p.options for p in crowd}, "singles": singles, "best_single": best,
-            "methods": rows, "floor": floor, "wins": size < 3 or rows["ds"]["miou"] >= floor}
+    return {
+        "data": data.name,
+        "size": size,
+        "featured": featured,
+        "seed": seed,
+        "crowd": {p.name: p.options for p in crowd},
+        "singles": singles,
+        "best_single": best,
+        "methods": rows,
+        "floor": floor,
+        "wins": size < 3 or rows["ds"]["miou"] >= floor,
+    }
 
 
 def print_cell(r: dict) -> None:
     m = r["methods"]
     staple_text = f" {m['staple']['miou']:.3f}" if "staple" in m else "     -"
     flag = "" if r["size"] < 3 else ("  ok" if r["wins"] else "  BELOW")
-    print(f"| {r['data']:<6} | {r['seed']:>5} | {r['size']} | {r['featured']:<7} | {r['best_single']:.3f} | "
-          f"{m['argmax']['miou']:.3f} | {m['majority']['miou']:.3f} ({100 * m['majority']['undecided']:.1f}%) | "
-          f"{m['vote']['miou']:.3f} | {m['ds_banded']['miou']:.3f} | {staple_text} | **{m['ds']['miou']:.3f}** | "
-          f"{m['ds']['miou'] - m['argmax']['miou']:+.3f} | {m['ds']['miou'] - r['best_single']:+.3f} | "
-          f"{m['ds']['ms']:.1f} / {m['ds']['cpu_ms']:.1f} | {m['ds_banded']['cpu_ms']:.1f} |{flag}", flush=True)
+    print(
+        f"| {r['data']:<6} | {r['seed']:>5} | {r['size']} | {r['featured']:<7} | {r['best_single']:.3f} | "
+        f"{m['argmax']['miou']:.3f} | {m['majority']['miou']:.3f} ({100 * m['majority']['undecided']:.1f}%) | "
+        f"{m['vote']['miou']:.3f} | {m['ds_banded']['miou']:.3f} | {staple_text} | **{m['ds']['miou']:.3f}** | "
+        f"{m['ds']['miou'] - m['argmax']['miou']:+.3f} | {m['ds']['miou'] - r['best_single']:+.3f} | "
+        f"{m['ds']['ms']:.1f} / {m['ds']['cpu_ms']:.1f} | {m['ds_banded']['cpu_ms']:.1f} |{flag}",
+        flush=True,
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -135,14 +159,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     parser.add_argument("--staple-images", type=int, default=2, help="STAPLE (about 0.3-1 s an image) on N images")
     parser.add_argument("--json", type=Path, default=None, help="write every cell's figures here")
-    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
-                        help="print the tables of saved runs (--json files) instead of running")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the tables of saved runs (--json files) instead of running",
+    )
     return parser.parse_args(argv)
 
 
-HEADER = ("| data | seed | n | featured | best single | argmax | majority (undecided) | vote | ds banded | staple "
-          "| **ds** | ds - argmax | ds - best | ds ms wall / CPU | banded CPU ms | floors |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| data | seed | n | featured | best single | argmax | majority (undecided) | vote | ds banded | staple "
+    "| **ds** | ds - argmax | ds - best | ds ms wall / CPU | banded CPU ms | floors |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main(argv=None) -> int:
@@ -181,8 +212,10 @@ def summarize(results: list[dict]) -> None:
     wins = sum(r["wins"] for r in judged)
     ms = max((r["methods"]["ds"]["ms"] for r in results), default=0.0)
     cpu = max((r["methods"]["ds"]["cpu_ms"] for r in results), default=0.0)
-    print("\n| data | seed | n | method | mean mIoU - argmax | worst | mean mIoU - best single | worst "
-          "| >= argmax + 0.01 | >= best single | both floors |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| data | seed | n | method | mean mIoU - argmax | worst | mean mIoU - best single | worst "
+        "| >= argmax + 0.01 | >= best single | both floors |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     groups = sorted({(r["data"], r["seed"], r["size"]) for r in results})
     for data, seed, size in groups:
         cells = [r for r in results if (r["data"], r["seed"], r["size"]) == (data, seed, size)]
@@ -190,15 +223,21 @@ def summarize(results: list[dict]) -> None:
             over = [r["methods"][key]["miou"] - r["methods"]["argmax"]["miou"] for r in cells]
             best = [r["methods"][key]["miou"] - r["best_single"] for r in cells]
             both = sum(o >= MARGIN and b >= 0 for o, b in zip(over, best))
-            print(f"| {data} | {seed} | {size} | {key} | {np.mean(over):+.3f} | {min(over):+.3f} | {np.mean(best):+.3f} "
-                  f"| {min(best):+.3f} | {sum(o >= MARGIN for o in over)}/{len(cells)} | {sum(b >= 0 for b in best)}/{len(cells)} "
-                  f"| {both}/{len(cells)} |")
-    print(f"\nds (default) at or above both floors in {wins} of {len(judged)} cells with >= 3 annotators; "
-          f"slowest cell median {ms:.1f} ms wall, {cpu:.1f} ms CPU per image (target {TARGET_MS:.0f} ms)")
+            print(
+                f"| {data} | {seed} | {size} | {key} | {np.mean(over):+.3f} | {min(over):+.3f} | {np.mean(best):+.3f} "
+                f"| {min(best):+.3f} | {sum(o >= MARGIN for o in over)}/{len(cells)} | {sum(b >= 0 for b in best)}/{len(cells)} "
+                f"| {both}/{len(cells)} |"
+            )
+    print(
+        f"\nds (default) at or above both floors in {wins} of {len(judged)} cells with >= 3 annotators; "
+        f"slowest cell median {ms:.1f} ms wall, {cpu:.1f} ms CPU per image (target {TARGET_MS:.0f} ms)"
+    )
     for r in judged:
         if not r["wins"]:
-            print(f"  below: {r['data']} seed {r['seed']} n={r['size']} {r['featured']}: ds "
-                  f"{r['methods']['ds']['miou']:.3f} < floor {r['floor']:.3f}; crowd {r['crowd']}")
+            print(
+                f"  below: {r['data']} seed {r['seed']} n={r['size']} {r['featured']}: ds "
+                f"{r['methods']['ds']['miou']:.3f} < floor {r['floor']:.3f}; crowd {r['crowd']}"
+            )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ CAMVID_BACKGROUND = ("Sky", "Building", "Road", "Pavement", "Tree")
 class DataSet:
     name: str
     classes: list[str]
-    truths: list[np.ndarray]            # (H, W) uint8, 255 = void
-    pairs: dict[int, int]               # swapper: class -> related class
-    background: list[int] = field(default_factory=list)   # classes a misser never misses
+    truths: list[np.ndarray]  # (H, W) uint8, 255 = void
+    pairs: dict[int, int]  # swapper: class -> related class
+    background: list[int] = field(default_factory=list)  # classes a misser never misses
 
 
 def camvid(root: Path, images: int, seed: int) -> DataSet | None:
@@ -58,8 +58,9 @@ def camvid(root: Path, images: int, seed: int) -> DataSet | None:
         label = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
         label[label == void] = 255
         truths.append(label)
-    return DataSet("camvid", names, truths, class_pairs(CAMVID_PAIRS, names),
-                   [names.index(n) for n in CAMVID_BACKGROUND])
+    return DataSet(
+        "camvid", names, truths, class_pairs(CAMVID_PAIRS, names), [names.index(n) for n in CAMVID_BACKGROUND]
+    )
 
 
 def thin(images: int, seed: int) -> DataSet:
@@ -70,9 +71,9 @@ def thin(images: int, seed: int) -> DataSet:
 
 @dataclass(frozen=True)
 class Annotator:
-    name: str                # e.g. "a1-bias"
+    name: str  # e.g. "a1-bias"
     profile: str
-    options: dict            # keyword arguments of simulate_annotator
+    options: dict  # keyword arguments of simulate_annotator
 
 
 def draw_crowd(seed: int, data: str, size: int, featured: str) -> list[Annotator]:
@@ -104,7 +105,13 @@ def simulate_cell(data: DataSet, crowd: list[Annotator], seed: int, cell: int) -
         task = {}
         for j, person in enumerate(crowd):
             rng = np.random.default_rng([seed, cell, i, j])
-            task[person.name] = simulate_annotator(truth, rng=rng, num_classes=len(data.classes),
-                                                   pairs=data.pairs, background=data.background, **person.options)
+            task[person.name] = simulate_annotator(
+                truth,
+                rng=rng,
+                num_classes=len(data.classes),
+                pairs=data.pairs,
+                background=data.background,
+                **person.options,
+            )
         tasks.append(task)
     return tasks

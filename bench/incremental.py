@@ -43,16 +43,24 @@ def seed(client: LabelStudioClient, root: Path, count: int) -> tuple[int, list[i
         name = f"t{index:06d}.png"
         cv2.imwrite(str(folder / name), image)
         result = lsproject.brush_annotation(0, truth)
-        tasks.append({"data": {"image": f"/data/local-files/?d={folder.name}/{name}"},
-                      "annotations": [{"result": result, "completed_by": user}]})
+        tasks.append(
+            {
+                "data": {"image": f"/data/local-files/?d={folder.name}/{name}"},
+                "annotations": [{"result": result, "completed_by": user}],
+            }
+        )
     return project.id, client.import_tasks(project.id, tasks), user
 
 
 def timed_pull(out: Path, project_id: int, incremental: bool, document_root: Path) -> float:
     """Seconds of one pull; images are read from the server's document root (pull runs beside the server)."""
     start = time.perf_counter()
-    pull.run(out / "raw", out / "images", LabelStudioParams(project=project_id),
-             PullParams(workers=4, incremental=incremental, document_root=str(document_root)))
+    pull.run(
+        out / "raw",
+        out / "images",
+        LabelStudioParams(project=project_id),
+        PullParams(workers=4, incremental=incremental, document_root=str(document_root)),
+    )
     return time.perf_counter() - start
 
 
@@ -83,8 +91,10 @@ def main() -> None:
         again = timed_pull(work / "inc", project_id, True, running.document_root)
         shutil.copytree(work / "inc", work / "full")  # the same starting point: previous snapshot and images
         full_again = timed_pull(work / "full", project_id, False, running.document_root)
-        identical = all((work / "inc" / "raw" / name).read_bytes() == (work / "full" / "raw" / name).read_bytes()
-                        for name in ("tasks.jsonl", "project.json"))
+        identical = all(
+            (work / "inc" / "raw" / name).read_bytes() == (work / "full" / "raw" / name).read_bytes()
+            for name in ("tasks.jsonl", "project.json")
+        )
         print(f"tasks {len(task_ids)}, changed {len(changed)} ({100 * len(changed) / len(task_ids):.1f} %)")
         print(f"full pull (first, images fetched)     {full:7.1f} s")
         print(f"full re-pull (whole export)            {full_again:7.1f} s")

@@ -41,11 +41,17 @@ def make_task(index: int, folder: Path, size: tuple[int, int] = (360, 480)) -> s
     cv2.imwrite(str(folder / "images" / f"scene_{index:05d}.png"), image)
     rng = np.random.default_rng(index)
     drawings = [
-        Drawing(user_id=10 + k, email=f"{profile}@example.com",
-                label_map=simulate_annotator(truth, profile, rng, len(CLASSES)), tool=tool)
+        Drawing(
+            user_id=10 + k,
+            email=f"{profile}@example.com",
+            label_map=simulate_annotator(truth, profile, rng, len(CLASSES)),
+            tool=tool,
+        )
         for k, (profile, tool) in enumerate(CREW)
     ]
-    task = export_task(index + 1, f"/data/local-files/?d=images/scene_{index:05d}.png", drawings, CLASSES, 3 * index + 1)
+    task = export_task(
+        index + 1, f"/data/local-files/?d=images/scene_{index:05d}.png", drawings, CLASSES, 3 * index + 1
+    )
     return json.dumps(task)
 
 
@@ -65,7 +71,11 @@ def build(folder: Path, sizes: list[int]) -> dict[int, Path]:
 
 def params_file(work: Path, export: Path, root: Path) -> Path:
     params = {
-        "base": {"seed": 0, "ignore_index": 255, "classes": [{"name": n, "color": list(c)} for n, c in zip(CLASSES, COLOURS)]},
+        "base": {
+            "seed": 0,
+            "ignore_index": 255,
+            "classes": [{"name": n, "color": list(c)} for n, c in zip(CLASSES, COLOURS)],
+        },
         "labelstudio": {"project": 0, "image_tag": "image", "control_tags": ["brush", "polygon"]},
         "pull": {"export_file": str(export), "document_root": str(root), "allowed_origins": [], "workers": 4},
         "validate": {"unpainted": "background", "max_image_side": 16384, "workers": 0},
@@ -99,12 +109,45 @@ def ours(export: Path, root: Path, scratch: Path) -> tuple[float, float]:
     work = Path(tempfile.mkdtemp(prefix="ours-", dir=scratch))
     params = params_file(work, export, root)
     run = [sys.executable, "-m", "pipeline"]
-    subprocess.run([*run, "pull", "--out", "raw", "--images", "images", "--params", str(params)], check=True, cwd=work, capture_output=True)
-    return measured([
-        [*run, "validate", "--raw", "raw", "--images", "images", "--out", "annotations", "--report", "validation.json", "--params", str(params)],
-        [*run, "merge", "--annotations", "annotations", "--validation", "validation.json", "--out", "labels",
-         "--report", "agreement.json", "--params", str(params)],
-    ], work)
+    subprocess.run(
+        [*run, "pull", "--out", "raw", "--images", "images", "--params", str(params)],
+        check=True,
+        cwd=work,
+        capture_output=True,
+    )
+    return measured(
+        [
+            [
+                *run,
+                "validate",
+                "--raw",
+                "raw",
+                "--images",
+                "images",
+                "--out",
+                "annotations",
+                "--report",
+                "validation.json",
+                "--params",
+                str(params),
+            ],
+            [
+                *run,
+                "merge",
+                "--annotations",
+                "annotations",
+                "--validation",
+                "validation.json",
+                "--out",
+                "labels",
+                "--report",
+                "agreement.json",
+                "--params",
+                str(params),
+            ],
+        ],
+        work,
+    )
 
 
 def sdk(export: Path, folder: Path, scratch: Path) -> tuple[float, float]:
@@ -127,7 +170,9 @@ def main() -> None:
     small, large = (int(n) for n in args.memory.split(","))
     started = time.perf_counter()
     exports = build(args.cache, sorted({args.tasks, small, large}))
-    print(f"export of {max(exports)} tasks x {len(CREW)} annotators ready in {time.perf_counter() - started:.0f} s ({args.cache})")
+    print(
+        f"export of {max(exports)} tasks x {len(CREW)} annotators ready in {time.perf_counter() - started:.0f} s ({args.cache})"
+    )
     scratch = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     try:
         # The memory runs go first: they also fill numba's on-disk compile cache, as any earlier run would.
@@ -137,14 +182,24 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch)
     (ours_s, ours_rss), (sdk_s, sdk_rss) = min(ours_runs), min(sdk_runs)
-    print(f"seconds per run: ours {', '.join(f'{s:.1f}' for s, _ in ours_runs)}; SDK {', '.join(f'{s:.1f}' for s, _ in sdk_runs)}")
+    print(
+        f"seconds per run: ours {', '.join(f'{s:.1f}' for s, _ in ours_runs)}; SDK {', '.join(f'{s:.1f}' for s, _ in sdk_runs)}"
+    )
     print(f"\n{args.tasks} tasks x {len(CREW)} annotators, 480x360, brush + polygon")
-    print(f"  ours  validate + merge      {ours_s:8.1f} s  ({args.tasks / ours_s:6.1f} tasks/s)  peak RSS {ours_rss:7.0f} MiB")
-    print(f"  SDK   Converter BRUSH_TO_PNG {sdk_s:7.1f} s  ({args.tasks / sdk_s:6.1f} tasks/s)  peak RSS {sdk_rss:7.0f} MiB")
-    print(f"  speed-up {sdk_s / ours_s:.1f}x   (target >= 10x; the SDK writes 0/255 masks per annotation and label,"
-          " skips polygons and merges nothing)")
-    print(f"\npeak RSS of validate + merge: {small} tasks {rss[small]:.0f} MiB, {large} tasks {rss[large]:.0f} MiB, "
-          f"ratio {rss[large] / rss[small]:.2f} (target <= 1.20)")
+    print(
+        f"  ours  validate + merge      {ours_s:8.1f} s  ({args.tasks / ours_s:6.1f} tasks/s)  peak RSS {ours_rss:7.0f} MiB"
+    )
+    print(
+        f"  SDK   Converter BRUSH_TO_PNG {sdk_s:7.1f} s  ({args.tasks / sdk_s:6.1f} tasks/s)  peak RSS {sdk_rss:7.0f} MiB"
+    )
+    print(
+        f"  speed-up {sdk_s / ours_s:.1f}x   (target >= 10x; the SDK writes 0/255 masks per annotation and label,"
+        " skips polygons and merges nothing)"
+    )
+    print(
+        f"\npeak RSS of validate + merge: {small} tasks {rss[small]:.0f} MiB, {large} tasks {rss[large]:.0f} MiB, "
+        f"ratio {rss[large] / rss[small]:.2f} (target <= 1.20)"
+    )
 
 
 if __name__ == "__main__":

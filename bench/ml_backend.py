@@ -41,9 +41,9 @@ from pipeline.mlbackend.images import fetch_task_images
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.serve import ServeOptions, build_backend, serving_app_in_thread, serving_in_thread
 from pipeline.models import build_model
-from pipeline.stages.pull import image_field
 from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
 from pipeline.predictor import predict_files
+from pipeline.stages.pull import image_field
 from pipeline.synthetic import CLASSES, scene
 from pipeline.training.checkpoint import save_checkpoint
 
@@ -54,7 +54,9 @@ BASE = BaseParams(0, 255, tuple(ClassInfo(n, c) for n, c in zip(CLASSES, COLOURS
 def write_checkpoint(path: Path) -> Path:
     params = TrainParams(architecture="Unet", encoder="mobilenet_v2", encoder_weights=None, base_size=None)
     torch.manual_seed(0)
-    save_checkpoint(path, build_model("Unet", "mobilenet_v2", None, len(CLASSES)), params, list(CLASSES), COLOURS, 1, 0.0, {})
+    save_checkpoint(
+        path, build_model("Unet", "mobilenet_v2", None, len(CLASSES)), params, list(CLASSES), COLOURS, 1, 0.0, {}
+    )
     return path
 
 
@@ -73,17 +75,23 @@ def per_request_app(backend: Backend) -> FastAPI:
     @app.post("/predict")
     def predict(body: dict) -> dict:
         task = body["tasks"][0]
-        model = ServedModel(backend.model.checkpoint, list(CLASSES), "peer", backend.model.describe()["device"] or "cpu", 0)
+        model = ServedModel(
+            backend.model.checkpoint, list(CLASSES), "peer", backend.model.describe()["device"] or "cpu", 0
+        )
         target = brush_target(body.get("label_config"), backend.image_tag, backend.brush_tag)
         field = image_field(body.get("label_config"), target.to_name)
         [image] = fetch_task_images([task], field, backend.source, backend.cache, 1)
         [record] = predict_files(model.current(), [image.path], [task["id"]], target.from_name, target.to_name, 1)
-        return {"results": [{"result": record["result"], "score": record["score"], "model_version": "peer-per-request"}]}
+        return {
+            "results": [{"result": record["result"], "score": record["score"], "model_version": "peer-per-request"}]
+        }
 
     return app
 
 
-def make_project(client: LabelStudioClient, running: server.RunningServer, title: str, count: int) -> tuple[int, list[dict]]:
+def make_project(
+    client: LabelStudioClient, running: server.RunningServer, title: str, count: int
+) -> tuple[int, list[dict]]:
     folder = running.document_root / "bench-ml"
     folder.mkdir(exist_ok=True)
     for index in range(count):
@@ -114,7 +122,7 @@ def latencies(url: str, tasks: list[dict], repeats: int) -> list[float]:
 def direct_all(url: str, tasks: list[dict], one_per_call: bool) -> float:
     """Seconds to predict every task straight from the backend: one request, or one request per task."""
     started = time.perf_counter()
-    for chunk in ([[t] for t in tasks] if one_per_call else [tasks]):
+    for chunk in [[t] for t in tasks] if one_per_call else [tasks]:
         httpx.post(f"{url}/predict", json=request(chunk), timeout=3600).raise_for_status()
     return time.perf_counter() - started
 
@@ -123,9 +131,13 @@ def retrieve_all(running: server.RunningServer, client: LabelStudioClient, proje
     """Seconds for the data manager's "Retrieve predictions" on every task, through Label Studio."""
     connect(client, project_id, url, f"bench-{project_id}")
     started = time.perf_counter()
-    httpx.post(f"{running.url}/api/dm/actions/", params={"id": "retrieve_tasks_predictions", "project": project_id},
-               json={"selectedItems": {"all": True, "excluded": []}}, timeout=3600,
-               headers={"Authorization": f"Token {running.credentials.token}"}).raise_for_status()
+    httpx.post(
+        f"{running.url}/api/dm/actions/",
+        params={"id": "retrieve_tasks_predictions", "project": project_id},
+        json={"selectedItems": {"all": True, "excluded": []}},
+        timeout=3600,
+        headers={"Authorization": f"Token {running.credentials.token}"},
+    ).raise_for_status()
     elapsed = time.perf_counter() - started
     stored = sum(len(t["predictions"]) for t in client.iter_tasks(project_id))
     print(f"    project {project_id}: {stored} predictions stored")
@@ -141,7 +153,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ls-timeout", type=int, default=1800, help="ML_TIMEOUT_PREDICT of the bench's Label Studio (s)")
+    parser.add_argument(
+        "--ls-timeout", type=int, default=1800, help="ML_TIMEOUT_PREDICT of the bench's Label Studio (s)"
+    )
     args = parser.parse_args()
     os.environ["ML_TIMEOUT_PREDICT"] = str(args.ls_timeout)  # the server inherits this process's environment
     work = Path(tempfile.mkdtemp(prefix="bench-ml-backend-"))
@@ -153,23 +167,34 @@ def main() -> None:
             backend = build_backend(options, BASE, LabelStudioParams(project=0), PullParams(workers=4), pre, client)
             ours_project, tasks = make_project(client, running, "bench ours", args.tasks)
             peer_project, _ = make_project(client, running, "bench peer", args.tasks)
-            with serving_in_thread(backend, "127.0.0.1", options.port) as ours_url, \
-                    serving_app_in_thread(per_request_app(backend), "127.0.0.1", server.free_port()) as peer_url:
-                ours_latency, peer_latency = latencies(ours_url, tasks, args.repeats), latencies(peer_url, tasks, args.repeats)
+            with (
+                serving_in_thread(backend, "127.0.0.1", options.port) as ours_url,
+                serving_app_in_thread(per_request_app(backend), "127.0.0.1", server.free_port()) as peer_url,
+            ):
+                ours_latency, peer_latency = (
+                    latencies(ours_url, tasks, args.repeats),
+                    latencies(peer_url, tasks, args.repeats),
+                )
                 ours_direct, peer_direct = direct_all(ours_url, tasks, False), direct_all(peer_url, tasks, True)
                 ours_all = retrieve_all(running, client, ours_project, ours_url)
                 peer_all = retrieve_all(running, client, peer_project, peer_url)
     finally:
         server.stop(work / "ls")
-    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    device = (
+        torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    )
     print(f"U-Net mobilenet_v2, 480x360 images from a local Label Studio, {device}")
     for name, values in (("ours", ours_latency), ("peer", peer_latency)):
         print(f"  /predict, 1 task, {name}: p50 {p(values, 50) * 1000:7.0f} ms   p95 {p(values, 95) * 1000:7.0f} ms")
     print(f"  latency ratio peer/ours: p50 {p(peer_latency, 50) / p(ours_latency, 50):.1f}x")
-    print(f"  {args.tasks} tasks straight to the backend: ours one request {ours_direct:6.1f} s ({args.tasks / ours_direct:.1f} tasks/s)"
-          f"   peer one per task {peer_direct:6.1f} s ({args.tasks / peer_direct:.1f} tasks/s)   ratio {peer_direct / ours_direct:.1f}x")
-    print(f"  retrieve predictions, {args.tasks} tasks via Label Studio: ours {ours_all:6.1f} s ({args.tasks / ours_all:.1f} tasks/s)"
-          f"   peer {peer_all:6.1f} s ({args.tasks / peer_all:.1f} tasks/s)   ratio {peer_all / ours_all:.1f}x")
+    print(
+        f"  {args.tasks} tasks straight to the backend: ours one request {ours_direct:6.1f} s ({args.tasks / ours_direct:.1f} tasks/s)"
+        f"   peer one per task {peer_direct:6.1f} s ({args.tasks / peer_direct:.1f} tasks/s)   ratio {peer_direct / ours_direct:.1f}x"
+    )
+    print(
+        f"  retrieve predictions, {args.tasks} tasks via Label Studio: ours {ours_all:6.1f} s ({args.tasks / ours_all:.1f} tasks/s)"
+        f"   peer {peer_all:6.1f} s ({args.tasks / peer_all:.1f} tasks/s)   ratio {peer_all / ours_all:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -31,16 +31,30 @@ COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35)
 def records(task_ids: list[int], version: str) -> list[dict]:
     """One prediction per task from synthetic 480x360 label maps (ten distinct maps, reused)."""
     maps = [scene(seed)[1] for seed in range(10)]
-    return [{"task": task_id, "model_version": version, "score": 0.5,
-             "result": label_map_to_brush_results(maps[k % 10], CLASSES, task_id=task_id, from_name="brush", to_name="image")}
-            for k, task_id in enumerate(task_ids)]
+    return [
+        {
+            "task": task_id,
+            "model_version": version,
+            "score": 0.5,
+            "result": label_map_to_brush_results(
+                maps[k % 10], CLASSES, task_id=task_id, from_name="brush", to_name="image"
+            ),
+        }
+        for k, task_id in enumerate(task_ids)
+    ]
 
 
 def push_each(client: LabelStudioClient, predictions: list[dict]) -> float:
     started = time.perf_counter()
     for p in predictions:
-        client.call("create prediction", client.sdk.predictions.create, task=p["task"], result=p["result"],
-                    score=p["score"], model_version=p["model_version"])
+        client.call(
+            "create prediction",
+            client.sdk.predictions.create,
+            task=p["task"],
+            result=p["result"],
+            score=p["score"],
+            model_version=p["model_version"],
+        )
     return time.perf_counter() - started
 
 

@@ -40,13 +40,40 @@ def run(export: Path, root: Path) -> tuple[float, float]:
     work = Path(tempfile.mkdtemp(prefix="size-"))
     params = ingest.params_file(work, export, root)
     cli = [sys.executable, "-m", "pipeline"]
-    return ingest.measured([
-        [*cli, "pull", "--out", "raw", "--images", "images", "--params", str(params)],
-        [*cli, "validate", "--raw", "raw", "--images", "images", "--out", "annotations", "--report", "validation.json",
-         "--params", str(params)],
-        [*cli, "merge", "--annotations", "annotations", "--validation", "validation.json", "--out", "labels",
-         "--report", "agreement.json", "--params", str(params)],
-    ], work)
+    return ingest.measured(
+        [
+            [*cli, "pull", "--out", "raw", "--images", "images", "--params", str(params)],
+            [
+                *cli,
+                "validate",
+                "--raw",
+                "raw",
+                "--images",
+                "images",
+                "--out",
+                "annotations",
+                "--report",
+                "validation.json",
+                "--params",
+                str(params),
+            ],
+            [
+                *cli,
+                "merge",
+                "--annotations",
+                "annotations",
+                "--validation",
+                "validation.json",
+                "--out",
+                "labels",
+                "--report",
+                "agreement.json",
+                "--params",
+                str(params),
+            ],
+        ],
+        work,
+    )
 
 
 def main() -> None:
@@ -63,7 +90,9 @@ def main() -> None:
         export = build(args.cache, count, size)
         print(f"export of {count} tasks ready in {time.perf_counter() - started:.0f} s")
         results[count] = run(export, args.cache)
-        print(f"{count:>7} tasks: pull + validate + merge {results[count][0]:7.1f} s, peak RSS {results[count][1]:6.0f} MiB")
+        print(
+            f"{count:>7} tasks: pull + validate + merge {results[count][0]:7.1f} s, peak RSS {results[count][1]:6.0f} MiB"
+        )
     low, high = min(counts), max(counts)
     print(f"peak RSS ratio {high} / {low} tasks: {results[high][1] / results[low][1]:.2f} (target <= 1.5)")
 

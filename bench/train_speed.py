@@ -45,13 +45,22 @@ from tests.training.synthetic import make_dataset  # noqa: E402
 def measure(params, num_classes: int, dataset, runtime: Runtime, steps: int, optimised: bool, seed: int) -> dict:
     """Warm-up epoch then a timed epoch of `steps` batches; images/s and data-wait share of the timed one."""
     torch.manual_seed(seed)
-    transform = train_transform(params.base_size, params.crop_size, params.scale_range, params.hflip,
-                                params.color_jitter)
+    transform = train_transform(
+        params.base_size, params.crop_size, params.scale_range, params.hflip, params.color_jitter
+    )
     samples = list_samples(*dataset)
-    train_set = TrainDataset((samples * (1 + steps * params.batch_size // len(samples)))[: steps * params.batch_size],
-                             transform)
-    loader = make_loader(train_set, params.batch_size, params.workers, shuffle=True, seed=seed, drop_last=True,
-                         pin_memory=runtime.device.type == "cuda")
+    train_set = TrainDataset(
+        (samples * (1 + steps * params.batch_size // len(samples)))[: steps * params.batch_size], transform
+    )
+    loader = make_loader(
+        train_set,
+        params.batch_size,
+        params.workers,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
+        pin_memory=runtime.device.type == "cuda",
+    )
     model = build_model(params.architecture, params.encoder, params.encoder_weights, num_classes).to(runtime.device)
     dtype = torch.bfloat16 if optimised else None
     if optimised:
@@ -68,8 +77,12 @@ def measure(params, num_classes: int, dataset, runtime: Runtime, steps: int, opt
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"images_per_s": len(loader) * params.batch_size / seconds, "data_wait": stats.data_wait,
-            "step_ms": 1000 * seconds / len(loader), "loss": stats.loss}
+    return {
+        "images_per_s": len(loader) * params.batch_size / seconds,
+        "data_wait": stats.data_wait,
+        "step_ms": 1000 * seconds / len(loader),
+        "loss": stats.loss,
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,18 +108,32 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{params.architecture}/{params.encoder}, batch {params.batch_size}, crop {params.crop_size} "
-          f"(base_size {params.base_size}), {params.workers} loader workers, {args.steps} timed steps on {name}")
+    print(
+        f"{params.architecture}/{params.encoder}, batch {params.batch_size}, crop {params.crop_size} "
+        f"(base_size {params.base_size}), {params.workers} loader workers, {args.steps} timed steps on {name}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         layout = make_dataset(Path(folder), n=args.images, size=tuple(args.size))
         dataset = (layout.raw, layout.annotations, layout.labels, layout.splits, "train")
         rows = {}
-        for label, optimised in (("fp32 eager", False), ("bf16+channels_last" + ("+compile" if params.compile else ""), True)):
-            rows[label] = measure(params, len(load_section("base", args.params, values).classes), dataset, runtime,
-                                  args.steps, optimised, 0)
+        for label, optimised in (
+            ("fp32 eager", False),
+            ("bf16+channels_last" + ("+compile" if params.compile else ""), True),
+        ):
+            rows[label] = measure(
+                params,
+                len(load_section("base", args.params, values).classes),
+                dataset,
+                runtime,
+                args.steps,
+                optimised,
+                0,
+            )
             r = rows[label]
-            print(f"  {label:<34} {r['images_per_s']:8.2f} images/s  {r['step_ms']:8.1f} ms/step  "
-                  f"data wait {r['data_wait']:5.1%}")
+            print(
+                f"  {label:<34} {r['images_per_s']:8.2f} images/s  {r['step_ms']:8.1f} ms/step  "
+                f"data wait {r['data_wait']:5.1%}"
+            )
     eager, fast = rows.values()
     print(f"ratio optimised / eager: {fast['images_per_s'] / eager['images_per_s']:.2f}x")
     return 0

@@ -32,10 +32,12 @@ def serve(
     document_root: Path = typer.Option(None, help="Root for local-files storage (default: DATA_DIR/files)."),
     stop: bool = typer.Option(False, "--stop", help="Stop the server started from DATA_DIR."),
     env: bool = typer.Option(False, "--env", help="Start if needed, then print `export` lines for eval."),
-    local_ml_backends: bool = typer.Option(False, "--local-ml-backends",
-                                           help="Let the server call ML backends on 127.0.0.1 (ml-backend --connect)."),
+    local_ml_backends: bool = typer.Option(
+        False, "--local-ml-backends", help="Let the server call ML backends on 127.0.0.1 (ml-backend --connect)."
+    ),
     database: str = typer.Option(
-        None, help="postgresql://USER@HOST:PORT/NAME instead of SQLite (password: PGPASSWORD in the environment)."),
+        None, help="postgresql://USER@HOST:PORT/NAME instead of SQLite (password: PGPASSWORD in the environment)."
+    ),
 ) -> None:
     """Start a local Label Studio (SQLite or PostgreSQL, offline) in the background, or stop it."""
     from pipeline.labelstudio import server
@@ -46,8 +48,13 @@ def serve(
         return
     if not env:
         console.print(f"Starting Label Studio from {data_dir} (the first start migrates its database, about 20 s)...")
-    running = server.start(data_dir=data_dir, port=port, document_root=document_root, local_ml_backends=local_ml_backends,
-                           database=database)
+    running = server.start(
+        data_dir=data_dir,
+        port=port,
+        document_root=document_root,
+        local_ml_backends=local_ml_backends,
+        database=database,
+    )
     if env:
         for name, value in running.env().items():
             print(f"export {name}={shlex.quote(value)}")
@@ -57,7 +64,7 @@ def serve(
         f"  login     {running.credentials.email} / {running.credentials.password}\n"
         f"  database  {server.redact(database) if database else 'SQLite in ' + str(data_dir)}\n"
         f"  files     {running.document_root} (local-files storage root)\n"
-        f"  pipeline  eval \"$(python -m pipeline serve --env --data-dir {data_dir})\"\n"
+        f'  pipeline  eval "$(python -m pipeline serve --env --data-dir {data_dir})"\n'
         f"  stop      python -m pipeline serve --stop --data-dir {data_dir}"
     )
 
@@ -86,15 +93,26 @@ def stage_command(stage: Stage) -> Callable[..., None]:
         stage.show(console, stage.command, result, values)
 
     parameters = [
-        inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.type,
-                          default=typer.Option(o.default, *([o.flag] if o.flag else []), help=o.help,
-                                               envvar=o.envvar, show_envvar=o.envvar is not None))
+        inspect.Parameter(
+            o.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=o.type,
+            default=typer.Option(
+                o.default, *([o.flag] if o.flag else []), help=o.help, envvar=o.envvar, show_envvar=o.envvar is not None
+            ),
+        )
         for o in stage.options
     ]
     if stage.overrides:
         help_text = f"Override a {stage.overrides} param for this run, e.g. --set architecture=FCN8s."
-        parameters.append(inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, annotation=list[str],
-                                            default=typer.Option([], "--set", help=help_text)))
+        parameters.append(
+            inspect.Parameter(
+                "overrides",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=list[str],
+                default=typer.Option([], "--set", help=help_text),
+            )
+        )
     parameters.append(inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, annotation=Path, default=PARAMS))
     command.__signature__ = inspect.Signature(parameters)
     command.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -109,7 +127,9 @@ for registered in STAGES:
 
 @app.command("ml-backend")
 def ml_backend(
-    model: Path = typer.Option(Path("models/best.pt"), help="Checkpoint to serve; a replaced file is picked up without a restart."),
+    model: Path = typer.Option(
+        Path("models/best.pt"), help="Checkpoint to serve; a replaced file is picked up without a restart."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(9090, help="Port to listen on."),
     url: str = typer.Option(None, help="The backend's address as Label Studio reaches it (default http://HOST:PORT)."),
@@ -140,10 +160,14 @@ def promote(
     model: Path = typer.Option(Path("models/best.pt"), help="The checkpoint a person chose."),
     raw: Path = typer.Option(Path("data/raw"), help="Snapshot folder written by pull (tasks)."),
     images: Path = typer.Option(Path("data/images"), help="Image folder written by pull."),
-    agreement: Path = typer.Option(Path("data/reports/agreement.json"), help="agreement.json (for tasks: low_agreement)."),
+    agreement: Path = typer.Option(
+        Path("data/reports/agreement.json"), help="agreement.json (for tasks: low_agreement)."
+    ),
     report: Path = typer.Option(Path("reports/promote.json"), help="Report of what was pushed."),
     uncertainty: Path = typer.Option(Path("reports/promote_uncertainty.csv"), help="CSV of the pushed tasks."),
-    live: Path = typer.Option(Path("models/live.pt"), help="Copy of the promoted checkpoint, for `ml-backend --model`."),
+    live: Path = typer.Option(
+        Path("models/live.pt"), help="Copy of the promoted checkpoint, for `ml-backend --model`."
+    ),
     params: Path = PARAMS,
 ) -> None:
     """Push a chosen model's predictions and make its version the one annotators see."""
@@ -151,8 +175,16 @@ def promote(
     from pipeline.stages import promote as stage
 
     values = read_params(params)
-    summary = stage.run(model, live, raw, images, agreement, report, uncertainty,
-                        *(load_section(s, params, values) for s in ("base", "labelstudio", "preannotate")))
+    summary = stage.run(
+        model,
+        live,
+        raw,
+        images,
+        agreement,
+        report,
+        uncertainty,
+        *(load_section(s, params, values) for s in ("base", "labelstudio", "preannotate")),
+    )
     console.print("promote: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
 
 
@@ -179,8 +211,16 @@ def seed(
     if masks_as not in ("annotations", "predictions"):
         raise typer.BadParameter("--masks-as must be 'annotations' or 'predictions'")
     class_list = seeding.read_classes(classes)
-    plan = seeding.plan_seed(title, images, masks, document_root, crowd=[p for p in crowd.split(",") if p],
-                             masks_as=masks_as, unlabeled_every=unlabeled_every, seed=seed_value)
+    plan = seeding.plan_seed(
+        title,
+        images,
+        masks,
+        document_root,
+        crowd=[p for p in crowd.split(",") if p],
+        masks_as=masks_as,
+        unlabeled_every=unlabeled_every,
+        seed=seed_value,
+    )
     with LabelStudioClient.from_env() as client:
         project_id = seeding.seed(client, plan, class_list)
     console.print(f"project {project_id} ({title!r}) seeded with {len(plan.images)} images")

@@ -14,7 +14,6 @@ from typing import Any
 
 from pipeline.errors import EnvironmentProblem
 
-
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
 
 
@@ -25,8 +24,10 @@ def _is_environment(error: BaseException) -> bool:
 def _explained(error: OSError, target: Path) -> EnvironmentProblem:
     """One line for a full disk or a refused write: what happened, and to which output."""
     where = f"{error.filename}" if error.filename else str(target)
-    return EnvironmentProblem(f"{error.strerror or type(error).__name__} while writing {where} (output {target}); "
-                              "free space or fix the permissions, then run the stage again")
+    return EnvironmentProblem(
+        f"{error.strerror or type(error).__name__} while writing {where} (output {target}); "
+        "free space or fix the permissions, then run the stage again"
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -28,16 +28,19 @@ def _boundary_pixels(label_map: np.ndarray, num_classes: int) -> np.ndarray:
     m = label_map
     out = np.zeros(m.shape, bool)
     labelled = m < num_classes
-    for a, b, sa, sb in ((m[:, 1:], m[:, :-1], np.s_[:, 1:], np.s_[:, :-1]),
-                         (m[1:, :], m[:-1, :], np.s_[1:, :], np.s_[:-1, :])):
+    for a, b, sa, sb in (
+        (m[:, 1:], m[:, :-1], np.s_[:, 1:], np.s_[:, :-1]),
+        (m[1:, :], m[:-1, :], np.s_[1:, :], np.s_[:-1, :]),
+    ):
         differ = (a != b) & labelled[sa] & labelled[sb]
         out[sa] |= differ
         out[sb] |= differ
     return out
 
 
-def boundary_offsets(label_maps: list[np.ndarray], consensus: np.ndarray, num_classes: int,
-                     max_offset: float = MAX_OFFSET) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def boundary_offsets(
+    label_maps: list[np.ndarray], consensus: np.ndarray, num_classes: int, max_offset: float = MAX_OFFSET
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per label map: (C,) sum of signed offsets, (C,) sum of their absolute values, (C,) pixel counts.
 
     label_maps: annotators' (H, W) uint8 maps; consensus (H, W) uint8; 255 (or any value >= C) =
@@ -52,12 +55,12 @@ def boundary_offsets(label_maps: list[np.ndarray], consensus: np.ndarray, num_cl
     for k in np.unique(np.concatenate([m[e] for m, e in zip(label_maps, edges)])):
         mine = [e & (m == k) for m, e in zip(label_maps, edges)]
         rows, cols = np.nonzero(np.logical_or.reduce(mine))
-        box = np.s_[max(rows.min() - pad, 0):rows.max() + pad + 1, max(cols.min() - pad, 0):cols.max() + pad + 1]
+        box = np.s_[max(rows.min() - pad, 0) : rows.max() + pad + 1, max(cols.min() - pad, 0) : cols.max() + pad + 1]
         inside = (consensus[box] == k).astype(np.uint8)
         if not inside.any():
             continue
         outside_distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)  # to the nearest k pixel
-        inside_distance = cv2.distanceTransform(inside, cv2.DIST_L2, 5)       # to the nearest non-k pixel
+        inside_distance = cv2.distanceTransform(inside, cv2.DIST_L2, 5)  # to the nearest non-k pixel
         for (signed, unsigned, counts), pixels in zip(out, mine):
             at = pixels[box]
             offset = np.where(inside[at] == 1, 1.0 - inside_distance[at], outside_distance[at])

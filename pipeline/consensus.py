@@ -169,8 +169,9 @@ def weighted_vote(maps: Mapping[str, np.ndarray], models: AnnotatorModels, tie_t
     return paint(vote_tuples(tuples, models, tie_tol), pixels, arrays[0].shape)
 
 
-def vote_tuples(tuples: LabelTuples, models: AnnotatorModels | None, tie_tol: float = TIE_TOL,
-                undecided: str = "ignore") -> np.ndarray:
+def vote_tuples(
+    tuples: LabelTuples, models: AnnotatorModels | None, tie_tol: float = TIE_TOL, undecided: str = "ignore"
+) -> np.ndarray:
     """Consensus label (K,) uint8 of each label combination; None models = plain majority.
 
     Combinations nobody labelled give 255; ties (within ``tie_tol``) too, unless ``undecided``
@@ -228,10 +229,14 @@ def estimate_annotator_models(
     entry moved by more than ``tol``.
     """
     if not 1 <= num_classes < IGNORE_INDEX or iterations < 0 or smoothing < 0:
-        raise ConsensusError(f"need 1 <= num_classes <= 254, iterations >= 0, smoothing >= 0; got "
-                             f"{num_classes}, {iterations}, {smoothing}")
-    tables = (t if isinstance(t, LabelTuples) else label_tuples(dict(t), num_classes)
-              for t in (tasks() if callable(tasks) else tasks))
+        raise ConsensusError(
+            f"need 1 <= num_classes <= 254, iterations >= 0, smoothing >= 0; got "
+            f"{num_classes}, {iterations}, {smoothing}"
+        )
+    tables = (
+        t if isinstance(t, LabelTuples) else label_tuples(dict(t), num_classes)
+        for t in (tasks() if callable(tasks) else tasks)
+    )
     project = _Project.of([t for t in tables if len(t.annotators) >= 2], num_classes)
     models = None
     for done in range(iterations + 1):
@@ -296,15 +301,22 @@ def _count_pass(project: _Project, num_classes: int, models, smoothing, passes) 
             cells = (who[keep, column] * c + consensus[keep]) * c + given[keep]
             confusion += np.bincount(cells, weights=counts[keep], minlength=n * c * c)
     confusion = confusion.astype(np.int64).reshape(n, c, c)
-    return AnnotatorModels(num_classes, {a: confusion[i] for i, a in enumerate(project.annotators)},
-                           class_counts.astype(np.int64), smoothing, passes)
+    return AnnotatorModels(
+        num_classes,
+        {a: confusion[i] for i, a in enumerate(project.annotators)},
+        class_counts.astype(np.int64),
+        smoothing,
+        passes,
+    )
 
 
 def _max_change(old: AnnotatorModels, new: AnnotatorModels) -> float:
     if set(old.confusion) != set(new.confusion):
         return float("inf")
-    return max((float(np.abs(np.exp(old.log_confusion(a)) - np.exp(new.log_confusion(a))).max())
-                for a in new.confusion), default=0.0)
+    return max(
+        (float(np.abs(np.exp(old.log_confusion(a)) - np.exp(new.log_confusion(a))).max()) for a in new.confusion),
+        default=0.0,
+    )
 
 
 def staple(maps: Maps, num_classes: int, max_iterations: int = 100) -> np.ndarray:
@@ -354,9 +366,9 @@ def annotator_quality(cm: np.ndarray, class_names: Sequence[str] | None = None, 
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:top_k]
     confusions = [
-        {"consensus": names[t], "labelled": names[p], "pixels": int(off[t, p]),
-         "share": float(off[t, p] / rows[t])}
-        for t, p in (np.unravel_index(i, off.shape) for i in order) if off[t, p] > 0
+        {"consensus": names[t], "labelled": names[p], "pixels": int(off[t, p]), "share": float(off[t, p] / rows[t])}
+        for t, p in (np.unravel_index(i, off.shape) for i in order)
+        if off[t, p] > 0
     ]
     total = int(cm.sum())
     return {

@@ -60,7 +60,9 @@ def _stack(maps: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], np.ndarray]
     for annotator in annotators:
         label_map = maps[annotator]
         if label_map.dtype != np.uint8 or label_map.shape != shape:
-            raise PipelineError(f"label maps must be (H, W) uint8 of one shape; {annotator} has {label_map.dtype} {label_map.shape}, expected {shape}")
+            raise PipelineError(
+                f"label maps must be (H, W) uint8 of one shape; {annotator} has {label_map.dtype} {label_map.shape}, expected {shape}"
+            )
     return annotators, np.stack([maps[a].ravel() for a in annotators])
 
 
@@ -105,7 +107,9 @@ def pair_confusion(tuples: LabelTuples, first: int, second: int) -> np.ndarray:
     c = tuples.num_classes
     a, b = tuples.codes[:, first].astype(np.int64), tuples.codes[:, second].astype(np.int64)
     both = (a < c) & (b < c)
-    return np.bincount(a[both] * c + b[both], weights=tuples.counts[both], minlength=c * c).reshape(c, c).astype(np.int64)
+    return (
+        np.bincount(a[both] * c + b[both], weights=tuples.counts[both], minlength=c * c).reshape(c, c).astype(np.int64)
+    )
 
 
 def confusion_against(tuples: LabelTuples, consensus: np.ndarray, annotator: int) -> np.ndarray:
@@ -113,7 +117,11 @@ def confusion_against(tuples: LabelTuples, consensus: np.ndarray, annotator: int
     c = tuples.num_classes
     truth, given = consensus.astype(np.int64), tuples.codes[:, annotator].astype(np.int64)
     keep = (truth < c) & (given < c)
-    return np.bincount(truth[keep] * c + given[keep], weights=tuples.counts[keep], minlength=c * c).reshape(c, c).astype(np.int64)
+    return (
+        np.bincount(truth[keep] * c + given[keep], weights=tuples.counts[keep], minlength=c * c)
+        .reshape(c, c)
+        .astype(np.int64)
+    )
 
 
 def paint(consensus: np.ndarray, tuple_index: np.ndarray, shape: Sequence[int]) -> np.ndarray:

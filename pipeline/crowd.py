@@ -94,8 +94,7 @@ def simulate_annotator(
     if profile == "spammer":
         out = _spam(truth.shape, rng, num_classes)
     else:
-        out = _distort(truth, profile, rng, num_classes, pairs, background,
-                       miss_prob, miss_fill, swap_prob, radius)
+        out = _distort(truth, profile, rng, num_classes, pairs, background, miss_prob, miss_fill, swap_prob, radius)
         amplitude, scale = (4.0 * jitter, 12) if profile == "sloppy" else (jitter, 8)
         out = _jitter(out, rng, amplitude, scale)
         if profile == "partial":
@@ -119,8 +118,9 @@ def _check_truth(truth: np.ndarray, num_classes: int) -> np.ndarray:
     return truth
 
 
-def _distort(truth, profile, rng, num_classes, pairs, background,
-             miss_prob, miss_fill, swap_prob, radius) -> np.ndarray:
+def _distort(
+    truth, profile, rng, num_classes, pairs, background, miss_prob, miss_fill, swap_prob, radius
+) -> np.ndarray:
     if profile in ("dilated", "eroded"):
         return _grow(truth, radius, shrink=profile == "eroded")
     if profile == "misser":
@@ -183,9 +183,7 @@ def _fill_nearest(labels: np.ndarray, holes: np.ndarray) -> np.ndarray:
         return labels.copy()
     if holes.all():
         return np.full_like(labels, IGNORE_INDEX)
-    _, nearest = cv2.distanceTransformWithLabels(
-        holes.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
+    _, nearest = cv2.distanceTransformWithLabels(holes.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     # DIST_LABEL_PIXEL numbers the non-hole pixels 1.. in raster order.
     sources = np.flatnonzero(~holes.ravel())
     out = labels.ravel()[sources[nearest.ravel() - 1]]

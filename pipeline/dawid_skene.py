@@ -90,8 +90,11 @@ class BandedModels:
     def to_dict(self) -> dict:
         """JSON-able form (counts rounded to 0.1 px); ``from_dict`` restores it."""
         return {
-            "num_classes": self.num_classes, "edge_bands": list(self.thresholds), "smoothing": self.smoothing,
-            "passes": self.passes, "converged": self.converged,
+            "num_classes": self.num_classes,
+            "edge_bands": list(self.thresholds),
+            "smoothing": self.smoothing,
+            "passes": self.passes,
+            "converged": self.converged,
             "class_counts": np.round(np.asarray(self.class_counts, float), 1).tolist(),
             "confusion": {a: np.round(np.asarray(cm, float), 1).tolist() for a, cm in sorted(self.confusion.items())},
         }
@@ -105,8 +108,15 @@ class BandedModels:
             counts = np.asarray(data["class_counts"], np.float64)
             if any(cm.shape != shape for cm in confusion.values()) or counts.shape != (c,):
                 raise ValueError(f"confusion must be {shape} and class_counts ({c},)")
-            return cls(c, thresholds, confusion, counts, float(data.get("smoothing", 1.0)),
-                       int(data.get("passes", 0)), bool(data.get("converged", False)))
+            return cls(
+                c,
+                thresholds,
+                confusion,
+                counts,
+                float(data.get("smoothing", 1.0)),
+                int(data.get("passes", 0)),
+                bool(data.get("converged", False)),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise BandedModelError(f"not a BandedModels dict ({exc!r}); expected the keys of to_dict()") from exc
 
@@ -119,8 +129,9 @@ def banded_scores(tuples: LabelTuples, models: BandedModels) -> np.ndarray:
     return scores
 
 
-def dawid_skene_vote(maps: Mapping[str, np.ndarray], models: BandedModels,
-                undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray]:
+def dawid_skene_vote(
+    maps: Mapping[str, np.ndarray], models: BandedModels, undecided: str = "resolve"
+) -> tuple[np.ndarray, np.ndarray]:
     """Consensus (H, W) uint8 and confidence (H, W) float32 (posterior of the winner) of one image.
 
     maps: {annotator: (H, W) uint8}. Pixels nobody labelled are 255 with confidence 0; ties
@@ -140,17 +151,23 @@ def decide_tuples(tuples: LabelTuples, models: BandedModels, undecided: str) -> 
     labelled = (tuples.codes < tuples.num_classes).any(axis=1)
     labels = decide(scores, labelled, undecided)
     probabilities = posterior(scores)
-    confidence = np.where(labels == IGNORE_INDEX, 0.0,
-                          probabilities.max(axis=1)).astype(np.float32)
+    confidence = np.where(labels == IGNORE_INDEX, 0.0, probabilities.max(axis=1)).astype(np.float32)
     return labels, confidence
 
 
 Tasks = Callable[[], Iterable] | Iterable
 
 
-def estimate_models(tasks: Tasks, num_classes: int, thresholds: Sequence[int] = (), *,
-                           iterations: int = 10, smoothing: float = 1.0, min_annotators: int = 3,
-                           tol: float = 1e-3) -> BandedModels:
+def estimate_models(
+    tasks: Tasks,
+    num_classes: int,
+    thresholds: Sequence[int] = (),
+    *,
+    iterations: int = 10,
+    smoothing: float = 1.0,
+    min_annotators: int = 3,
+    tol: float = 1e-3,
+) -> BandedModels:
     """Every annotator's (banded) confusion, estimated over all their tasks by soft EM.
 
     tasks: iterable (or zero-argument callable returning one) of {annotator: (H, W) uint8} or of
@@ -164,8 +181,10 @@ def estimate_models(tasks: Tasks, num_classes: int, thresholds: Sequence[int] = 
     from pipeline.consensus import _Project  # the project-wide combination table
 
     bands = len(thresholds) + 1
-    tables = (t if isinstance(t, LabelTuples) else banded_tuples(dict(t), num_classes, thresholds)[0]
-              for t in (tasks() if callable(tasks) else tasks))
+    tables = (
+        t if isinstance(t, LabelTuples) else banded_tuples(dict(t), num_classes, thresholds)[0]
+        for t in (tasks() if callable(tasks) else tasks)
+    )
     project = _Project.of([t for t in tables if len(t.annotators) >= max(2, min_annotators)], num_classes * bands)
     if not len(project.counts):
         return BandedModels(num_classes, thresholds, {}, np.zeros(num_classes), smoothing)
@@ -178,8 +197,9 @@ def estimate_models(tasks: Tasks, num_classes: int, thresholds: Sequence[int] = 
     return models
 
 
-def _pass(project, num_classes: int, thresholds: tuple[int, ...], models: BandedModels | None,
-          smoothing: float, passes: int) -> BandedModels:
+def _pass(
+    project, num_classes: int, thresholds: tuple[int, ...], models: BandedModels | None, smoothing: float, passes: int
+) -> BandedModels:
     """Posterior of every combination under ``models`` (majority if None), then expected counts."""
     c, bands, n = num_classes, len(thresholds) + 1, len(project.annotators)
     alphabet = c * bands
@@ -206,16 +226,19 @@ def _pass(project, num_classes: int, thresholds: tuple[int, ...], models: Banded
         for column in range(codes.shape[1]):
             keep = (codes[:, column] < alphabet) & (who[:, column] < n)
             cells = (who[keep, column] * alphabet + codes[keep, column].astype(np.int64)) * c
-            confusion += np.bincount((cells[:, None] + np.arange(c)).ravel(), weights=weights[keep].ravel(),
-                                     minlength=n * alphabet * c)
+            confusion += np.bincount(
+                (cells[:, None] + np.arange(c)).ravel(), weights=weights[keep].ravel(), minlength=n * alphabet * c
+            )
     # (n, label, band, class) -> (n, band, class, label)
     confusion = confusion.reshape(n, c, bands, c).transpose(0, 2, 3, 1)
-    return BandedModels(c, thresholds, {a: confusion[i] for i, a in enumerate(project.annotators)},
-                        class_counts, smoothing, passes)
+    return BandedModels(
+        c, thresholds, {a: confusion[i] for i, a in enumerate(project.annotators)}, class_counts, smoothing, passes
+    )
 
 
 def _max_change(old: BandedModels, new: BandedModels) -> float:
     if set(old.confusion) != set(new.confusion):
         return float("inf")
-    return max((float(np.abs(np.exp(old.evidence(a)) - np.exp(new.evidence(a))).max()) for a in new.confusion),
-               default=0.0)
+    return max(
+        (float(np.abs(np.exp(old.evidence(a)) - np.exp(new.evidence(a))).max()) for a in new.confusion), default=0.0
+    )

@@ -28,12 +28,13 @@ from pipeline.synthetic import CLASSES, COLOURS
 
 DEMO_IMAGES = 150
 CROWD = ("good", "sloppy", "misser")  # careful, sloppy boundaries, misses objects
-UNLABELED_EVERY = 5                   # a fifth of the images wait for pre-annotation
-CORRECT_SHARE = 0.5                   # of the pre-annotated tasks, corrected from the prediction; the rest from scratch
+UNLABELED_EVERY = 5  # a fifth of the images wait for pre-annotation
+CORRECT_SHARE = 0.5  # of the pre-annotated tasks, corrected from the prediction; the rest from scratch
 
 
-def ensure_project(client: LabelStudioClient, title: str, data_dir: Path, document_root: Path, seed: int,
-                   count: int = 150) -> int:
+def ensure_project(
+    client: LabelStudioClient, title: str, data_dir: Path, document_root: Path, seed: int, count: int = 150
+) -> int:
     """The demo project's id, seeding it on first use."""
     try:
         return client.find_project(title).id
@@ -42,13 +43,23 @@ def ensure_project(client: LabelStudioClient, title: str, data_dir: Path, docume
             raise
     base = load_section("base")
     if base.classes and base.names != list(CLASSES):
-        raise PipelineError(f"the demo draws {list(CLASSES)}; base.classes in params.yaml are {base.names}; "
-                            "set base.classes to null (the project's label config) or to these")
+        raise PipelineError(
+            f"the demo draws {list(CLASSES)}; base.classes in params.yaml are {base.names}; "
+            "set base.classes to null (the project's label config) or to these"
+        )
     images, masks = seeding.write_synthetic_images(data_dir / "demo-source", count, seed)
     # The project's label config carries the classes and colours; the pipeline reads them from there.
     classes = seeding.ClassList(CLASSES, tuple(base.palette) if base.classes else COLOURS, None)
-    plan = seeding.plan_seed(title, images, masks, document_root, crowd=list(CROWD), unlabeled_every=UNLABELED_EVERY,
-                             seed=seed, unpainted=CLASSES.index("background"))
+    plan = seeding.plan_seed(
+        title,
+        images,
+        masks,
+        document_root,
+        crowd=list(CROWD),
+        unlabeled_every=UNLABELED_EVERY,
+        seed=seed,
+        unpainted=CLASSES.index("background"),
+    )
     return seeding.seed(client, plan, classes)
 
 
@@ -99,5 +110,5 @@ def main(port: int, data_dir: Path, console: Console, images: int = DEMO_IMAGES)
         f"              reports/train/unet/curves.png, reports/suspect_labels.csv, reports/uncertainty.csv\n"
         f"review        reports/preannotation_effect.md / .json (simulated annotators: see README)\n"
         f"live model    {backend['url']} (pid {backend['pid']}, log {backend['log']}): open a task without a prediction\n"
-        f"pipeline env  eval \"$(.venv/bin/python -m pipeline serve --env)\"   stop: .venv/bin/python -m pipeline serve --stop"
+        f'pipeline env  eval "$(.venv/bin/python -m pipeline serve --env)"   stop: .venv/bin/python -m pipeline serve --stop'
     )

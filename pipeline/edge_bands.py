@@ -31,8 +31,10 @@ def check_bands(thresholds: Sequence[int], num_classes: int) -> tuple[int, ...]:
     if any(b <= a for a, b in pairwise(edges)) or any(t < 1 for t in edges):
         raise PipelineError(f"edge bands must be increasing whole pixels >= 1, e.g. [2, 4]; got {list(thresholds)}")
     if num_classes * (len(edges) + 1) >= IGNORE_INDEX:  # codes stay below the ignore value
-        raise PipelineError(f"{num_classes} classes x {len(edges) + 1} bands do not fit a uint8 code; "
-                            "use fewer bands (merge.edge_bands) or merge.method: vote")
+        raise PipelineError(
+            f"{num_classes} classes x {len(edges) + 1} bands do not fit a uint8 code; "
+            "use fewer bands (merge.edge_bands) or merge.method: vote"
+        )
     return edges
 
 
@@ -70,8 +72,12 @@ def unbanded(tuples: LabelTuples, bands: int) -> LabelTuples:
     return LabelTuples(tuples.annotators, (tuples.codes // bands).astype(np.uint8), tuples.counts, c)
 
 
-def banded_tuples(maps: Mapping[str, np.ndarray], num_classes: int, thresholds: Sequence[int],
-                  plain: tuple[LabelTuples, np.ndarray] | None = None) -> tuple[LabelTuples, np.ndarray]:
+def banded_tuples(
+    maps: Mapping[str, np.ndarray],
+    num_classes: int,
+    thresholds: Sequence[int],
+    plain: tuple[LabelTuples, np.ndarray] | None = None,
+) -> tuple[LabelTuples, np.ndarray]:
     """The image's distinct banded-code combinations and each pixel's row: (LabelTuples, (P,) int).
 
     maps: {annotator: (H, W) uint8}. The returned LabelTuples has codes (K, A) in the banded
@@ -96,8 +102,9 @@ def banded_tuples(maps: Mapping[str, np.ndarray], num_classes: int, thresholds: 
         position[present] = np.arange(len(present))
         index, counts = position[key], histogram[present]
     else:
-        present, index, counts = np.unique(rows.astype(np.int64) * width + band_key,
-                                           return_inverse=True, return_counts=True)
+        present, index, counts = np.unique(
+            rows.astype(np.int64) * width + band_key, return_inverse=True, return_counts=True
+        )
     label_rows, band_rows = present // width, present % width
     digits = (band_rows[:, None] // bands ** np.arange(len(annotators))[None, :]) % bands
     labels = tuples.codes[label_rows].astype(np.int64)

@@ -35,8 +35,18 @@ SIGNATURES = (
     ((0, b"MM\x00*"), ".tif"),
 )
 FORMATS = {"PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"}  # what PIL may open for us; nothing else
-DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
-                 EOFError, TypeError, IndexError, KeyError, ZeroDivisionError)
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ZeroDivisionError,
+)
 
 
 def image_suffix(head: bytes) -> str | None:
@@ -65,8 +75,10 @@ def _open(path: Path) -> Image.Image:
         try:
             return Image.open(path, formats=sorted(FORMATS))
         except Image.DecompressionBombError as error:
-            raise ImageError(f"the image declares more pixels than any budget allows ({error}); "
-                             "a decompression bomb or corrupt; resize it") from None
+            raise ImageError(
+                f"the image declares more pixels than any budget allows ({error}); "
+                "a decompression bomb or corrupt; resize it"
+            ) from None
         except FileNotFoundError:
             raise ImageError(f"image file {path} is missing; run pull again") from None
         except DECODE_ERRORS as error:
@@ -88,9 +100,11 @@ def _check_size(height: int, width: int, max_side: int) -> None:
     if max(width, height) > max_side:
         raise ImageError(f"the image is {width}x{height}, larger than validate.max_image_side={max_side}")
     if width * height > pixel_budget(max_side):
-        raise ImageError(f"the image is {width}x{height} = {width * height:,} pixels, over the budget of "
-                         f"{pixel_budget(max_side):,} (validate.max_image_side\u00b2/4): a decompression bomb or too "
-                         "large; resize it or raise validate.max_image_side")
+        raise ImageError(
+            f"the image is {width}x{height} = {width * height:,} pixels, over the budget of "
+            f"{pixel_budget(max_side):,} (validate.max_image_side\u00b2/4): a decompression bomb or too "
+            "large; resize it or raise validate.max_image_side"
+        )
 
 
 def read_size(path: Path, max_side: int) -> tuple[int, int]:
@@ -114,5 +128,7 @@ def read_rgb(path: Path, max_side: int = 16384) -> np.ndarray:
         except DECODE_ERRORS as error:
             raise ImageError(f"image {path} cannot be decoded ({type(error).__name__}); re-upload it") from None
     if pixels.shape[:2] != (height, width):
-        raise ImageError(f"image {path} decoded to {pixels.shape[1]}x{pixels.shape[0]}, its header says {width}x{height}")
+        raise ImageError(
+            f"image {path} decoded to {pixels.shape[1]}x{pixels.shape[0]}, its header says {width}x{height}"
+        )
     return pixels

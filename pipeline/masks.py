@@ -11,8 +11,14 @@ from pipeline.errors import PipelineError
 
 # Label maps are long runs of a few values: run-length deflate without row filters is half the
 # encode and decode time of OpenCV's default (adaptive filters) and gives smaller files.
-FLAT_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
+FLAT_PNG = (
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_NONE,
+)
 
 
 def encode_label_map(label_map: np.ndarray) -> bytes:

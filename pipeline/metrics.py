@@ -40,9 +40,7 @@ def confusion_matrix(
     truth = np.asarray(truth)
     pred = np.asarray(pred)
     if truth.shape != pred.shape:
-        raise MetricsError(
-            f"truth and prediction must have the same shape, got {truth.shape} and {pred.shape}"
-        )
+        raise MetricsError(f"truth and prediction must have the same shape, got {truth.shape} and {pred.shape}")
     if num_classes < 1:
         raise MetricsError(f"num_classes must be >= 1, got {num_classes}")
     if 0 <= ignore_index < num_classes:
@@ -123,9 +121,7 @@ def pairwise_iou(maps: Sequence[np.ndarray], num_classes: int) -> tuple[np.ndarr
         return np.full(num_classes, np.nan), float("nan")
     shape = np.shape(maps[0])
     if any(np.shape(m) != shape for m in maps):
-        raise MetricsError(
-            f"all label maps must have the same shape, got {[np.shape(m) for m in maps]}"
-        )
+        raise MetricsError(f"all label maps must have the same shape, got {[np.shape(m) for m in maps]}")
     return mean_pair_iou([confusion_matrix(a, b, num_classes) for a, b in combinations(maps, 2)])
 
 

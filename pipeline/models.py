@@ -42,8 +42,9 @@ def build_model(architecture: str, encoder: str, encoder_weights: str | None, nu
         if arch in FCN_NAMES:
             model = FCN8s(encoder, num_classes, encoder_weights=encoder_weights if hub else None)
         else:
-            model = smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights if hub else None,
-                                     classes=num_classes)
+            model = smp.create_model(
+                arch, encoder_name=encoder, encoder_weights=encoder_weights if hub else None, classes=num_classes
+            )
     except KeyError as error:  # smp's way to reject a weight set the encoder does not have
         raise TrainingError(f"{architecture}/{encoder}: {error.args[0]}") from None
     except OSError as error:  # hub download failed after the quick check (e.g. connection dropped)
@@ -112,15 +113,23 @@ class FCN8s(nn.Module):
     begins from the FCN-32s prediction. x: (N, 3, H, W), H, W multiples of 32 -> (N, C, H, W).
     """
 
-    def __init__(self, encoder_name: str, classes: int, encoder_weights: str | None = None,
-                 head_channels: int = 256, dropout: float = 0.1):
+    def __init__(
+        self,
+        encoder_name: str,
+        classes: int,
+        encoder_weights: str | None = None,
+        head_channels: int = 256,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.encoder = smp.encoders.get_encoder(encoder_name, in_channels=3, depth=5, weights=encoder_weights)
         channels = self.encoder.out_channels  # (3, c2, c4, c8, c16, c32)
         # fc6/fc7 of the paper, slimmed: a 3x3 conv block on the stride-32 features
         self.head = nn.Sequential(
             nn.Conv2d(channels[-1], head_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True), nn.Dropout2d(dropout),
+            nn.BatchNorm2d(head_channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
         )
         self.score32 = nn.Conv2d(head_channels, classes, 1)
         self.score16 = nn.Conv2d(channels[-2], classes, 1)

@@ -23,8 +23,13 @@ def _apply(function: Callable[[Item], Result], batch: list[Item]) -> list[Result
     return [function(item) for item in batch]
 
 
-def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], workers: int, batch: int = 16,
-                batches_per_worker: int = 4) -> Iterator[tuple[Item, Result]]:
+def ordered_map(
+    function: Callable[[Item], Result],
+    items: Iterable[Item],
+    workers: int,
+    batch: int = 16,
+    batches_per_worker: int = 4,
+) -> Iterator[tuple[Item, Result]]:
     """(item, function(item)) for every item, in input order, computed on `workers` processes.
 
     Items go out in batches, and at most `batches_per_worker * workers` batches are in flight:

@@ -19,7 +19,7 @@ from pipeline.masks import colorize
 
 ERROR_RGB = (255, 0, 0)
 IGNORED_RGB = (255, 255, 255)
-HEADER_PX = 32     # two text lines: the caption, then the panel titles
+HEADER_PX = 32  # two text lines: the caption, then the panel titles
 MIN_PANEL_PX = 160
 
 
@@ -50,14 +50,21 @@ def confusion_png(path: Path, cm: np.ndarray, names: Sequence[str], title: str =
     ax.set_title(title or "confusion matrix (share of each actual class)")
     for (i, j), value in np.ndenumerate(share):
         if rows[i, 0] > 0:
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if value > 0.5 else "black")
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value > 0.5 else "black"
+            )
     figure.colorbar(shown, ax=ax, fraction=0.046)
     _save(figure, path)
 
 
-def comparison_png(path: Path, models: Sequence[str], names: Sequence[str], iou: np.ndarray,
-                   miou: Sequence[float], title: str = "IoU per class") -> None:
+def comparison_png(
+    path: Path,
+    models: Sequence[str],
+    names: Sequence[str],
+    iou: np.ndarray,
+    miou: Sequence[float],
+    title: str = "IoU per class",
+) -> None:
     """Grouped bars: per-class IoU and mIoU (last group) for each model. iou: (models, C), NaN allowed."""
     groups = list(names) + ["mIoU"]
     values = np.column_stack([np.asarray(iou, dtype=np.float64), np.asarray(miou, dtype=np.float64)])
@@ -85,8 +92,9 @@ def error_map(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndar
     return out
 
 
-def overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, palette: Sequence[tuple[int, int, int]],
-            caption: str = "") -> np.ndarray:
+def overlay(
+    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, palette: Sequence[tuple[int, int, int]], caption: str = ""
+) -> np.ndarray:
     """(header + h, 4 w + gaps, 3) uint8 RGB: image | truth | prediction | errors under a caption line.
 
     Images narrower than MIN_PANEL_PX are enlarged (NEAREST, so labels stay labels) to keep titles legible.
@@ -130,8 +138,11 @@ def _read_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def training_curves_png(live_dir: Path, path: Path) -> None:
     """Loss, validation mIoU and learning rate per epoch, from the dvclive folder, in one PNG."""
     series = Path(live_dir) / "plots" / "metrics"
-    panels = [("train loss", series / "train" / "loss.tsv"), ("val mIoU", series / "val" / "mIoU.tsv"),
-              ("learning rate", series / "train" / "lr.tsv")]
+    panels = [
+        ("train loss", series / "train" / "loss.tsv"),
+        ("val mIoU", series / "val" / "mIoU.tsv"),
+        ("learning rate", series / "train" / "lr.tsv"),
+    ]
     figure = _figure(10, 3)
     for position, (title, tsv) in enumerate(panels, start=1):
         axes = figure.add_subplot(1, len(panels), position)

@@ -23,7 +23,11 @@ def select_tasks(tasks: Iterable[dict], which: str, review_ids: Iterable[int] = 
     if which not in SELECTIONS:
         raise ParamsError(f"preannotate.tasks={which!r} is not known; use one of {', '.join(SELECTIONS)}")
     review = set(review_ids)
-    rules = {"all": lambda t: True, "unlabeled": lambda t: not is_annotated(t), "low_agreement": lambda t: t["id"] in review}
+    rules = {
+        "all": lambda t: True,
+        "unlabeled": lambda t: not is_annotated(t),
+        "low_agreement": lambda t: t["id"] in review,
+    }
     return sorted(filter(rules[which], tasks), key=lambda t: t["id"])
 
 
@@ -36,8 +40,15 @@ def model_version(name: str, checkpoint: Path) -> str:
     return f"{name}-{digest.hexdigest()[:8]}"
 
 
-def prediction_record(task_id: int, label_map: np.ndarray, confidence: np.ndarray, classes: Sequence[str], version: str,
-                      from_name: str, to_name: str) -> dict:
+def prediction_record(
+    task_id: int,
+    label_map: np.ndarray,
+    confidence: np.ndarray,
+    classes: Sequence[str],
+    version: str,
+    from_name: str,
+    to_name: str,
+) -> dict:
     """One Label Studio prediction: a brush region per class present and the task's mean confidence.
 
     label_map: (H, W) uint8; confidence: (H, W) float max softmax. Sorting the data manager by
@@ -53,8 +64,15 @@ def prediction_record(task_id: int, label_map: np.ndarray, confidence: np.ndarra
 
 def uncertainty_rows(records: Iterable[dict], project_id: int) -> list[dict]:
     """Rows for the uncertainty CSV, least confident first; links are relative to LABEL_STUDIO_URL."""
-    rows = [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"]),
-             "link": task_link(project_id, r["task"])} for r in records]
+    rows = [
+        {
+            "task_id": r["task"],
+            "score": r["score"],
+            "regions": len(r["result"]),
+            "link": task_link(project_id, r["task"]),
+        }
+        for r in records
+    ]
     return sorted(rows, key=lambda row: (row["score"], row["task_id"]))
 
 
@@ -97,23 +115,35 @@ def per_class_table(rows: list[dict], classes: Sequence[str]) -> dict[str, dict]
     table = {}
     for name in classes:
         entries = [row["per_class"][name] for row in rows if name in row.get("per_class", {})]
-        table[name] = {"n": len(entries), "iou": _mean(e["iou"] for e in entries),
-                       "changed": _mean(e["changed"] for e in entries)}
+        table[name] = {
+            "n": len(entries),
+            "iou": _mean(e["iou"] for e in entries),
+            "changed": _mean(e["changed"] for e in entries),
+        }
     return table
 
 
 def compare_starts(rows: list[dict], classes: Sequence[str]) -> dict:
     """Annotations started from the prediction (`parent_prediction`) against from-scratch ones on predicted tasks."""
-    groups = {"corrected": [r for r in rows if r.get("started_from_prediction")],
-              "from_scratch": [r for r in rows if not r.get("started_from_prediction")]}
-    return {name: {"n": len(group), "prediction_iou": _mean(r["iou"] for r in group),
-                   "changed_pixel_share": _mean(r["changed"] for r in group),
-                   "lead_time_s": _mean(r.get("lead_time") for r in group),
-                   "per_class": per_class_table(group, classes)} for name, group in groups.items()}
+    groups = {
+        "corrected": [r for r in rows if r.get("started_from_prediction")],
+        "from_scratch": [r for r in rows if not r.get("started_from_prediction")],
+    }
+    return {
+        name: {
+            "n": len(group),
+            "prediction_iou": _mean(r["iou"] for r in group),
+            "changed_pixel_share": _mean(r["changed"] for r in group),
+            "lead_time_s": _mean(r.get("lead_time") for r in group),
+            "per_class": per_class_table(group, classes),
+        }
+        for name, group in groups.items()
+    }
 
 
 def summarise_effect(with_prediction: list[dict], without_prediction: list[dict]) -> dict:
     """Medians and means of IoU, changed share and lead time, with and without a prediction first."""
+
     def stats(values: list[float]) -> dict:
         clean = [v for v in values if v is not None]
         if not clean:
@@ -138,16 +168,20 @@ def summarise_effect(with_prediction: list[dict], without_prediction: list[dict]
 
 def effect_markdown(start: dict, classes: Sequence[str], title: str) -> str:
     """A markdown table of `compare_starts` output: per class, corrected against from scratch."""
+
     def cell(value: float | None) -> str:
         return "–" if value is None else f"{value:.3f}"
 
     corrected, scratch = start["corrected"], start["from_scratch"]
-    lines = [f"**{title}** — {corrected['n']} annotations started from the prediction, "
-             f"{scratch['n']} drawn from scratch on predicted tasks", "",
-             "| class | IoU with prediction, corrected | from scratch | share of predicted pixels changed, corrected | from scratch |",
-             "|---|---|---|---|---|",
-             f"| all (mean IoU / changed pixels) | {cell(corrected['prediction_iou'])} | {cell(scratch['prediction_iou'])} "
-             f"| {cell(corrected['changed_pixel_share'])} | {cell(scratch['changed_pixel_share'])} |"]
+    lines = [
+        f"**{title}** — {corrected['n']} annotations started from the prediction, "
+        f"{scratch['n']} drawn from scratch on predicted tasks",
+        "",
+        "| class | IoU with prediction, corrected | from scratch | share of predicted pixels changed, corrected | from scratch |",
+        "|---|---|---|---|---|",
+        f"| all (mean IoU / changed pixels) | {cell(corrected['prediction_iou'])} | {cell(scratch['prediction_iou'])} "
+        f"| {cell(corrected['changed_pixel_share'])} | {cell(scratch['changed_pixel_share'])} |",
+    ]
     for name in classes:
         a, b = corrected["per_class"][name], scratch["per_class"][name]
         lines.append(f"| {name} | {cell(a['iou'])} | {cell(b['iou'])} | {cell(a['changed'])} | {cell(b['changed'])} |")

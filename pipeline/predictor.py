@@ -71,8 +71,9 @@ class Predictor:
     base_size: int | None
 
 
-def load_predictor(checkpoint: Path, classes: Sequence[str], model_name: str | None = None, device: str = "auto",
-                   threads: int = 1) -> Predictor:
+def load_predictor(
+    checkpoint: Path, classes: Sequence[str], model_name: str | None = None, device: str = "auto", threads: int = 1
+) -> Predictor:
     """Load `checkpoint`, check it predicts `classes` (empty: the checkpoint's own); version = name + hash of the file."""
     checkpoint = Path(checkpoint)
     try:
@@ -87,22 +88,50 @@ def load_predictor(checkpoint: Path, classes: Sequence[str], model_name: str | N
     version = model_version(model_name or train_params.architecture.lower(), checkpoint)
     target = resolve_device(device)
     set_cpu_threads(threads, target)
-    return Predictor(checkpoint, stamp, version, tuple(classes), model_from_checkpoint(state, target), target,
-                     amp_dtype(target, "auto"), train_params.base_size)
+    return Predictor(
+        checkpoint,
+        stamp,
+        version,
+        tuple(classes),
+        model_from_checkpoint(state, target),
+        target,
+        amp_dtype(target, "auto"),
+        train_params.base_size,
+    )
 
 
-def predict_files(predictor: Predictor, paths: Sequence[Path], task_ids: Sequence[int], from_name: str, to_name: str,
-                  batch_size: int = 4, progress: Callable[[int], None] | None = None) -> list[dict]:
+def predict_files(
+    predictor: Predictor,
+    paths: Sequence[Path],
+    task_ids: Sequence[int],
+    from_name: str,
+    to_name: str,
+    batch_size: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict]:
     """One prediction record per image file, in order, forwarded `batch_size` images at a time."""
     if len(paths) != len(task_ids):
         raise TrainingError(f"{len(paths)} images for {len(task_ids)} tasks; give one image per task")
-    loader = DataLoader(ImageFiles(paths, predictor.base_size), batch_size=max(1, batch_size), collate_fn=collate_eval,
-                        pin_memory=predictor.device.type == "cuda")
+    loader = DataLoader(
+        ImageFiles(paths, predictor.base_size),
+        batch_size=max(1, batch_size),
+        collate_fn=collate_eval,
+        pin_memory=predictor.device.type == "cuda",
+    )
     records = []
     for batch in loader:
         for item in predict_batch(predictor.model, batch, predictor.device, predictor.dtype):
-            records.append(prediction_record(task_ids[item.index], item.pred, item.confidence, list(predictor.classes),
-                                             predictor.version, from_name, to_name))
+            records.append(
+                prediction_record(
+                    task_ids[item.index],
+                    item.pred,
+                    item.confidence,
+                    list(predictor.classes),
+                    predictor.version,
+                    from_name,
+                    to_name,
+                )
+            )
         if progress is not None:
             progress(len(batch.indices))
     return records

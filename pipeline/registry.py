@@ -80,8 +80,13 @@ LABELS = Option("labels", "Consensus label maps written by merge.")
 SPLITS = Option("splits", "Folder of split files written by split.")
 # The cluster is a property of the machine, not of the dataset: environment or command line only.
 SCHEDULER = Option(
-    "scheduler", "Run the per-task work on this Dask scheduler (tcp://host:8786) instead of local processes.",
-    str, required=False, flag="--scheduler", keyword="scheduler", envvar="DASK_SCHEDULER_ADDRESS",
+    "scheduler",
+    "Run the per-task work on this Dask scheduler (tcp://host:8786) instead of local processes.",
+    str,
+    required=False,
+    flag="--scheduler",
+    keyword="scheduler",
+    envvar="DASK_SCHEDULER_ADDRESS",
 )
 
 STAGES: tuple[Stage, ...] = (

@@ -69,16 +69,25 @@ def _shown_prediction(task: dict, model_version: str | None) -> dict | None:
     return max(shown, key=lambda p: p["id"]) if shown else None
 
 
-def simulate_review(client: LabelStudioClient, project_id: int, truths: Mapping[str, np.ndarray], classes: Sequence[str],
-                    plan: ReviewPlan, unpainted: int) -> dict:
+def simulate_review(
+    client: LabelStudioClient,
+    project_id: int,
+    truths: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    plan: ReviewPlan,
+    unpainted: int,
+) -> dict:
     """Annotate every unannotated task holding a shown prediction; returns counts per kind of work.
 
     truths: image file name -> (H, W) ground truth label map of the synthetic scene.
     """
     version = client.find_project(project_id).model_version
     users = {profile: client.ensure_user(f"{profile}@crowd.local") for profile in plan.profiles}
-    waiting = [(t, p) for t in client.iter_tasks(project_id)
-               if not is_annotated(t) and (p := _shown_prediction(t, version)) and image_name(t) in truths]
+    waiting = [
+        (t, p)
+        for t in client.iter_tasks(project_id)
+        if not is_annotated(t) and (p := _shown_prediction(t, version)) and image_name(t) in truths
+    ]
     rng = np.random.default_rng(plan.seed)
     order = rng.permutation(len(waiting))
     corrected_count = int(round(plan.correct_share * len(waiting)))
@@ -89,14 +98,16 @@ def simulate_review(client: LabelStudioClient, project_id: int, truths: Mapping[
         profile = plan.profiles[rank % len(plan.profiles)]
         own_view = simulate_annotator(truth, profile, rng, len(classes))
         if rank < corrected_count:
-            predicted = annotation_to_label_map(prediction["result"], classes, height=truth.shape[0], width=truth.shape[1],
-                                                unlabeled_value=unpainted).label_map
+            predicted = annotation_to_label_map(
+                prediction["result"], classes, height=truth.shape[0], width=truth.shape[1], unlabeled_value=unpainted
+            ).label_map
             submitted = correct_prediction(predicted, own_view, max(1, int(plan.min_fix_share * truth.size)))
             drawn_share, parent, kind = float((submitted != predicted).mean()), prediction["id"], "corrected"
         else:
             submitted, drawn_share, parent, kind = own_view, 1.0, None, "from_scratch"
         result = drawing_results(submitted, classes, "brush", task["id"], unpainted=unpainted)
-        client.create_annotation(task["id"], result, users[profile], lead_time=round(20.0 + 100.0 * drawn_share, 2),
-                                 parent_prediction=parent)
+        client.create_annotation(
+            task["id"], result, users[profile], lead_time=round(20.0 + 100.0 * drawn_share, 2), parent_prediction=parent
+        )
         counts[kind] += 1
     return counts

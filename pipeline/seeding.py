@@ -25,8 +25,20 @@ from pipeline.labelstudio.export import TOOLS, drawing_results, label_config
 from pipeline.labelstudio.tasks import local_file_reference
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-DEFAULT_COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35), (70, 70, 70), (153, 153, 153),
-                   (250, 170, 30), (220, 220, 0), (70, 130, 180), (119, 11, 32), (0, 60, 100)]
+DEFAULT_COLOURS = [
+    (0, 0, 0),
+    (128, 64, 128),
+    (0, 0, 192),
+    (220, 20, 60),
+    (107, 142, 35),
+    (70, 70, 70),
+    (153, 153, 153),
+    (250, 170, 30),
+    (220, 220, 0),
+    (70, 130, 180),
+    (119, 11, 32),
+    (0, 60, 100),
+]
 
 
 @dataclass(frozen=True)
@@ -65,8 +77,12 @@ def read_classes(path: Path) -> ClassList:
     void = data.get("ignore_index") if isinstance(data, dict) else None
     kept = [e for i, e in enumerate(entries) if (e.get("id", i) if isinstance(e, dict) else i) != void]
     names = tuple(e["name"] if isinstance(e, dict) else str(e) for e in kept)
-    colours = tuple(tuple(e.get("color", DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)])) if isinstance(e, dict)
-                    else DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)] for i, e in enumerate(kept))
+    colours = tuple(
+        tuple(e.get("color", DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)]))
+        if isinstance(e, dict)
+        else DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)]
+        for i, e in enumerate(kept)
+    )
     return ClassList(names, colours, void)
 
 
@@ -111,11 +127,17 @@ def seed(client: LabelStudioClient, plan: SeedPlan, classes: ClassList) -> int:
     references = [{"image": local_file_reference(f"{plan.folder.name}/{image.name}")} for image in plan.images]
     task_ids = client.import_tasks(project.id, references)
     users = {profile: client.ensure_user(f"{profile}@crowd.local") for profile in plan.crowd}
-    importer = client.ensure_user("import@crowd.local") if plan.masks and plan.masks_as == "annotations" and not plan.crowd else None
+    importer = (
+        client.ensure_user("import@crowd.local")
+        if plan.masks and plan.masks_as == "annotations" and not plan.crowd
+        else None
+    )
     predictions = []
     rng = np.random.default_rng(plan.seed)
     for index, (task_id, image) in enumerate(tqdm(list(zip(task_ids, plan.images)), desc="seed", unit="task")):
-        if image.stem not in plan.masks or (plan.unlabeled_every and index % plan.unlabeled_every == plan.unlabeled_every - 1):
+        if image.stem not in plan.masks or (
+            plan.unlabeled_every and index % plan.unlabeled_every == plan.unlabeled_every - 1
+        ):
             continue
         truth = load_mask(plan.masks[image.stem], classes)
         if plan.crowd:
@@ -125,10 +147,18 @@ def seed(client: LabelStudioClient, plan: SeedPlan, classes: ClassList) -> int:
                 result = drawing_results(drawn, classes.names, tool, task_id, unpainted=plan.unpainted)
                 client.create_annotation(task_id, result, users[profile], lead_time=float(rng.uniform(20, 120)))
         elif importer is not None:
-            client.create_annotation(task_id, drawing_results(truth, classes.names, "brush", task_id, unpainted=plan.unpainted), importer)
+            client.create_annotation(
+                task_id, drawing_results(truth, classes.names, "brush", task_id, unpainted=plan.unpainted), importer
+            )
         else:
-            predictions.append({"task": task_id, "model_version": "legacy-masks", "score": 1.0,
-                                "result": drawing_results(truth, classes.names, "brush", task_id, unpainted=plan.unpainted)})
+            predictions.append(
+                {
+                    "task": task_id,
+                    "model_version": "legacy-masks",
+                    "score": 1.0,
+                    "result": drawing_results(truth, classes.names, "brush", task_id, unpainted=plan.unpainted),
+                }
+            )
     if predictions:
         client.import_predictions(project.id, predictions)
         client.set_model_version(project.id, "legacy-masks")

@@ -68,7 +68,9 @@ def assign_groups(presence: np.ndarray, groups: Sequence[str], fractions: np.nda
     for placed, g in enumerate(order):
         classes = group_presence[g] > 0
         # Relative deficits: a rare class reaches every split before the big split fills up on it.
-        class_need = ((wanted_classes - have_classes)[:, classes] / np.maximum(wanted_classes[:, classes], 1e-9)).mean(1)
+        class_need = ((wanted_classes - have_classes)[:, classes] / np.maximum(wanted_classes[:, classes], 1e-9)).mean(
+            1
+        )
         task_need = (wanted_tasks - have_tasks) / np.maximum(wanted_tasks, 1e-9)
         empty = open_splits & (have_tasks == 0)
         # When only as many groups are left as splits still empty, fill those: no wanted split stays empty.
@@ -90,7 +92,9 @@ def perceptual_hash(image: np.ndarray) -> np.uint64:
     return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
 
 
-def near_duplicates(hashes: np.ndarray, splits: np.ndarray, max_bits: int, block: int = 2048) -> list[tuple[int, int, int]]:
+def near_duplicates(
+    hashes: np.ndarray, splits: np.ndarray, max_bits: int, block: int = 2048
+) -> list[tuple[int, int, int]]:
     """Pairs (i, j, distance) of tasks in different splits whose hashes differ in <= max_bits bits.
 
     hashes: (T,) uint64; splits: (T,) int.

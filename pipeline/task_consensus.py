@@ -74,8 +74,14 @@ class TaskConsensus:
         return dict(zip(self.tuples.annotators, boundary_offsets(maps, self.labels, self.tuples.num_classes)))
 
 
-def merge_tuples(tuples: LabelTuples, index: np.ndarray, shape: tuple[int, int], method: str,
-                 models: AnnotatorModels | BandedModels | None, undecided: str = "resolve") -> TaskConsensus:
+def merge_tuples(
+    tuples: LabelTuples,
+    index: np.ndarray,
+    shape: tuple[int, int],
+    method: str,
+    models: AnnotatorModels | BandedModels | None,
+    undecided: str = "resolve",
+) -> TaskConsensus:
     """Consensus of one task from its label combinations (K, A) and each pixel's combination (P,)."""
     c = tuples.num_classes
     if method == "dawid_skene":
@@ -94,14 +100,17 @@ def merge_tuples(tuples: LabelTuples, index: np.ndarray, shape: tuple[int, int],
     return TaskConsensus(tuples, per_tuple, confidence_of(probabilities, per_tuple), index.ravel(), shape)
 
 
-def banded_of(tuples: LabelTuples, index: np.ndarray, shape: tuple[int, int],
-              thresholds: tuple[int, ...]) -> tuple[LabelTuples, np.ndarray]:
+def banded_of(
+    tuples: LabelTuples, index: np.ndarray, shape: tuple[int, int], thresholds: tuple[int, ...]
+) -> tuple[LabelTuples, np.ndarray]:
     """Banded combinations (pipeline.edge_bands) and pixel rows of a task given by its label combinations."""
     if not thresholds:
         return tuples, index.ravel()
     # the bands come from each annotator's own map, rebuilt from the combinations
-    maps = {a: _labels(tuples.codes[:, i], tuples.num_classes)[index].reshape(shape)
-            for i, a in enumerate(tuples.annotators)}
+    maps = {
+        a: _labels(tuples.codes[:, i], tuples.num_classes)[index].reshape(shape)
+        for i, a in enumerate(tuples.annotators)
+    }
     return banded_tuples(maps, tuples.num_classes, thresholds, plain=(tuples, index.ravel()))
 
 

@@ -111,13 +111,17 @@ class DaskBackend:
             try:
                 from distributed import Client
             except ImportError:
-                raise PipelineError(f"a Dask scheduler was asked for but `distributed` is not installed; install the "
-                                    f"project's pinned dependencies (pip install -e .) or unset {SCHEDULER_ENV}") from None
+                raise PipelineError(
+                    f"a Dask scheduler was asked for but `distributed` is not installed; install the "
+                    f"project's pinned dependencies (pip install -e .) or unset {SCHEDULER_ENV}"
+                ) from None
             try:
                 self._client = Client(self.address, set_as_default=False, timeout=30)
             except OSError as error:
-                raise PipelineError(f"cannot reach the Dask scheduler at {self.address} ({error}); start it with "
-                                    f"`dask scheduler`, or unset {SCHEDULER_ENV} to run on local processes") from None
+                raise PipelineError(
+                    f"cannot reach the Dask scheduler at {self.address} ({error}); start it with "
+                    f"`dask scheduler`, or unset {SCHEDULER_ENV} to run on local processes"
+                ) from None
         return self._client
 
     def map(self, kernel: Kernel, payloads: Iterable[bytes]) -> Iterator[bytes]:
@@ -125,7 +129,9 @@ class DaskBackend:
         client = self._connect()
         threads = sum(client.nthreads().values())
         if threads == 0:
-            raise PipelineError(f"the Dask scheduler at {self.address} has no workers; start some with `dask worker {self.address}`")
+            raise PipelineError(
+                f"the Dask scheduler at {self.address} has no workers; start some with `dask worker {self.address}`"
+            )
         # The kernel (with its project-wide models) travels to each worker once, not with every batch.
         shared_kernel = client.scatter(kernel, broadcast=True, hash=False)
         in_flight: deque = deque()

@@ -31,8 +31,14 @@ def _curve(rng: np.random.Generator, height: int, width: int, start=None, headin
     return np.round(np.array(points)).astype(np.int32)
 
 
-def vessel_map(rng: np.random.Generator | int | None, height: int = 360, width: int = 480,
-               trees: int = 6, min_width: int = 2, max_width: int = 5) -> np.ndarray:
+def vessel_map(
+    rng: np.random.Generator | int | None,
+    height: int = 360,
+    width: int = 480,
+    trees: int = 6,
+    min_width: int = 2,
+    max_width: int = 5,
+) -> np.ndarray:
     """(H, W) uint8 label map of ``trees`` vessel trees per class, each a trunk with 0-3 branches."""
     rng = np.random.default_rng(rng)
     label = np.zeros((height, width), np.uint8)

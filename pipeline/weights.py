@@ -43,7 +43,7 @@ def is_hub_weights(value: str | None) -> bool:
 
 def package_weights_path(spec: str) -> Path:
     """The .pth file inside an installed distribution: 'package:<dist>[/<file name>]' -> its path."""
-    name = spec[len(PACKAGE_PREFIX):] if spec.startswith(PACKAGE_PREFIX) else spec
+    name = spec[len(PACKAGE_PREFIX) :] if spec.startswith(PACKAGE_PREFIX) else spec
     dist_name, _, wanted = name.partition("/")
     try:
         dist = importlib.metadata.distribution(dist_name)

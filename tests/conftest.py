@@ -18,8 +18,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[server.Ru
     It may call ML backends on 127.0.0.1, so the live-model tests can connect theirs.
     """
     data_dir = tmp_path_factory.mktemp("labelstudio")
-    running = server.start(data_dir=data_dir, port=server.free_port(), document_root=data_dir / "files",
-                           local_ml_backends=True)
+    running = server.start(
+        data_dir=data_dir, port=server.free_port(), document_root=data_dir / "files", local_ml_backends=True
+    )
     yield running
     server.stop(data_dir)
 

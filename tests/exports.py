@@ -24,9 +24,15 @@ def write_export(folder: Path, count: int, size: tuple[int, int] = (40, 56)) -> 
         image, truth = scene(index, *size)
         cv2.imwrite(str(root / f"s{index}.png"), image)
         rng = np.random.default_rng(index)
-        drawings = [Drawing(10 + k, f"{p}@example.com", simulate_annotator(truth, p, rng, len(CLASSES)), tool)
-                    for k, (p, tool) in enumerate(CREW)]
-        tasks.append(export_task(index + 1, f"/data/local-files/?d=s{index}.png", drawings[: 1 + index % 3], CLASSES, 3 * index + 1))
+        drawings = [
+            Drawing(10 + k, f"{p}@example.com", simulate_annotator(truth, p, rng, len(CLASSES)), tool)
+            for k, (p, tool) in enumerate(CREW)
+        ]
+        tasks.append(
+            export_task(
+                index + 1, f"/data/local-files/?d=s{index}.png", drawings[: 1 + index % 3], CLASSES, 3 * index + 1
+            )
+        )
     tasks.append({"id": count + 1, "data": {"image": "/data/local-files/?d=missing.png"}, "annotations": []})
     export = folder / "export.json"
     export.write_text(json.dumps(tasks))

@@ -51,8 +51,13 @@ def polygon_result(region_id: str, label: str, points_px: list[tuple[float, floa
     """A polygonlabels region from pixel coordinates."""
     points = [[x * 100.0 / WIDTH, y * 100.0 / HEIGHT] for x, y in points_px]
     return {
-        "id": region_id, "type": "polygonlabels", "from_name": "polygon", "to_name": "image",
-        "original_width": WIDTH, "original_height": HEIGHT, "image_rotation": 0,
+        "id": region_id,
+        "type": "polygonlabels",
+        "from_name": "polygon",
+        "to_name": "image",
+        "original_width": WIDTH,
+        "original_height": HEIGHT,
+        "image_rotation": 0,
         "value": {"points": points, "polygonlabels": [label], "closed": True},
     }
 
@@ -71,7 +76,9 @@ def create_project(client: LabelStudioClient, folder: Path, title: str, count: i
     return BuiltProject(project.id, task_ids, users, folder)
 
 
-def annotate(client: LabelStudioClient, built: BuiltProject, task_index: int, user: str, result: list[dict], **options) -> int:
+def annotate(
+    client: LabelStudioClient, built: BuiltProject, task_index: int, user: str, result: list[dict], **options
+) -> int:
     """Submit an annotation and remember what was sent."""
     task_id = built.task_ids[task_index]
     annotation_id = client.create_annotation(task_id, result, built.users[user], **options)

@@ -59,8 +59,13 @@ def cluster(database: str = "labelstudio") -> Iterator[str]:
     data, port = folder / "data", free_port()
 
     def run(*command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(_as_service_user([str(bindir / command[0]), *command[1:]]), check=True,
-                              capture_output=True, text=True, cwd=folder)
+        return subprocess.run(
+            _as_service_user([str(bindir / command[0]), *command[1:]]),
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=folder,
+        )
 
     try:
         run("initdb", "-D", str(data), "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-locale")

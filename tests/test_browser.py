@@ -19,8 +19,15 @@ from tests.mlbackend.helpers import live_backend, task_predictions, write_checkp
 pytestmark = pytest.mark.labelstudio
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Offline machine: no background connections, no sandbox as root, software rendering.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -55,14 +62,19 @@ def _logged_in_page(browser, label_studio: server.RunningServer):
     return page, blocked
 
 
-def test_reviewer_sees_the_predicted_regions_in_the_editor(label_studio: server.RunningServer, project_files: Path,
-                                                           browser, tmp_path: Path) -> None:
+def test_reviewer_sees_the_predicted_regions_in_the_editor(
+    label_studio: server.RunningServer, project_files: Path, browser, tmp_path: Path
+) -> None:
     with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
         built = lsproject.create_project(client, project_files, "browser review", count=1)
         task_id = built.task_ids[0]
         truth = lsproject.scene(0)[1]
-        result = label_map_to_brush_results(truth, lsproject.CLASSES, task_id=task_id, from_name="brush", to_name="image")
-        client.import_predictions(built.id, [{"task": task_id, "model_version": "unet-0badcafe", "score": 0.42, "result": result}])
+        result = label_map_to_brush_results(
+            truth, lsproject.CLASSES, task_id=task_id, from_name="brush", to_name="image"
+        )
+        client.import_predictions(
+            built.id, [{"task": task_id, "model_version": "unet-0badcafe", "score": 0.42, "result": result}]
+        )
         client.set_model_version(built.id, "unet-0badcafe")
 
     page, blocked = _logged_in_page(browser, label_studio)
@@ -77,8 +89,9 @@ def test_reviewer_sees_the_predicted_regions_in_the_editor(label_studio: server.
     print(f"screenshot: {screenshot}; requests kept from leaving the machine: {len(blocked)}")
 
 
-def test_opening_a_task_shows_the_live_prediction(label_studio: server.RunningServer, project_files: Path, browser,
-                                                  tmp_path: Path) -> None:
+def test_opening_a_task_shows_the_live_prediction(
+    label_studio: server.RunningServer, project_files: Path, browser, tmp_path: Path
+) -> None:
     checkpoint = write_checkpoint(tmp_path / "best.pt", seed=3)
     with live_backend(label_studio, checkpoint, tmp_path) as live:
         built = lsproject.create_project(live.client, project_files, "browser live", count=1)

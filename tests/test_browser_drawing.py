@@ -71,14 +71,18 @@ class Editor:
         self.page.locator(".lsf-outliner-item").nth(count - 1).wait_for(timeout=20_000)
 
     def submit(self) -> None:
-        with self.page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST", timeout=30_000):
+        with self.page.expect_response(
+            lambda r: "/annotations" in r.url and r.request.method == "POST", timeout=30_000
+        ):
             self.page.get_by_role("button", name="Submit").click()
 
 
 @pytest.fixture
 def editor(label_studio: server.RunningServer, browser) -> Editor:  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(label_studio.url) else route.abort())
+    page.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith(label_studio.url) else route.abort()
+    )
     page.goto(f"{label_studio.url}/user/login/")
     page.fill("input[name=email]", label_studio.credentials.email)
     page.fill("input[name=password]", label_studio.credentials.password)
@@ -88,8 +92,9 @@ def editor(label_studio: server.RunningServer, browser) -> Editor:  # noqa: F811
     page.close()
 
 
-def project(label_studio, folder: Path, title: str, config: str, data: dict,
-            pictures: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
+def project(
+    label_studio, folder: Path, title: str, config: str, data: dict, pictures: dict[str, np.ndarray] | None = None
+) -> tuple[int, int]:
     with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
         created = client.create_project(title, config)
         client.add_local_storage(created.id, str(folder))
@@ -100,21 +105,33 @@ def project(label_studio, folder: Path, title: str, config: str, data: dict,
                 if image is None:
                     image = cv2.resize(lsproject.scene(len(name))[0], (W, H), interpolation=cv2.INTER_NEAREST)
                 cv2.imwrite(str(folder / name), image)
-            refs[key] = ([f"/data/local-files/?d={folder.name}/{n}" for n in names] if isinstance(names, list)
-                         else f"/data/local-files/?d={folder.name}/{names}")
+            refs[key] = (
+                [f"/data/local-files/?d={folder.name}/{n}" for n in names]
+                if isinstance(names, list)
+                else f"/data/local-files/?d={folder.name}/{names}"
+            )
         (task_id,) = client.import_tasks(created.id, [refs])
     return created.id, task_id
 
 
-def pulled(label_studio, project_id: int, out: Path, image_tag: str | None = None) -> tuple[dict, np.ndarray | None, dict]:
+def pulled(
+    label_studio, project_id: int, out: Path, image_tag: str | None = None
+) -> tuple[dict, np.ndarray | None, dict]:
     """(report entry of the one annotation, its label map or None, the raw annotation as LS exported it)."""
     ls = LabelStudioParams(project=project_id, image_tag=image_tag)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LABEL_STUDIO_URL", label_studio.url)
         patch.setenv("LABEL_STUDIO_API_KEY", label_studio.credentials.token)
         pull.run(out / "raw", out / "images", ls, PullParams(workers=1))
-    validate.run(out / "raw", out / "images", out / "annotations", out / "validation.json", BaseParams(0, 255), ls,
-                 ValidateParams(unpainted=None, workers=1))
+    validate.run(
+        out / "raw",
+        out / "images",
+        out / "annotations",
+        out / "validation.json",
+        BaseParams(0, 255),
+        ls,
+        ValidateParams(unpainted=None, workers=1),
+    )
     (task,) = json.loads((out / "validation.json").read_text())["tasks"]
     (entry,) = task["annotations"]
     path = out / "annotations" / str(task["task_id"]) / f"{entry['annotator']}.png"
@@ -136,7 +153,7 @@ def stroke_pixels(raw: dict, rtype: str) -> np.ndarray:
 
 def check_stroke(pixels: np.ndarray, row: int, first: int, last: int) -> None:
     """A horizontal stroke along `row` from column `first` to `last`: covers the path and stays near it."""
-    assert pixels[row, first:last + 1].all()
+    assert pixels[row, first : last + 1].all()
     rows = np.flatnonzero(pixels.any(axis=1))
     assert rows.min() >= row - 15 and rows.max() <= row + 15 and rows.min() < row < rows.max()
 
@@ -156,7 +173,9 @@ def test_masks_template_brush_stroke(label_studio, editor, project_files, tmp_pa
 
 
 def test_polygons_template_polygon(label_studio, editor, project_files, tmp_path):
-    project_id, task_id = project(label_studio, project_files, "drawn polygons", lc.POLYGONS_TEMPLATE, {"image": "p.png"})
+    project_id, task_id = project(
+        label_studio, project_files, "drawn polygons", lc.POLYGONS_TEMPLATE, {"image": "p.png"}
+    )
     editor.open(project_id, task_id)
     editor.choose("Airplane")
     editor.polygon(10, 10, 60, 50)
@@ -185,7 +204,10 @@ def test_labels_with_every_tool(label_studio, editor, project_files, tmp_path):
     assert entry["regions"] == 4  # each tool result and its labels partner: one region
     expected = box_map(50, 4, 90, 30, 1, box_map(4, 4, 40, 30, 0))
     (ellipse,) = [r["value"] for r in raw["result"] if r["type"] == "ellipse"]
-    centre, radii = (ellipse["x"] * W / 100, ellipse["y"] * H / 100), (ellipse["radiusX"] * W / 100, ellipse["radiusY"] * H / 100)
+    centre, radii = (
+        (ellipse["x"] * W / 100, ellipse["y"] * H / 100),
+        (ellipse["radiusX"] * W / 100, ellipse["radiusY"] * H / 100),
+    )
     assert np.allclose(centre, (125, 60), atol=0.5) and np.allclose(radii, (25, 15), atol=0.5), ellipse
     expected[fill_ellipse(*centre, *radii, 0.0, H, W)] = 0
     brush = stroke_pixels(raw, "brush")
@@ -197,7 +219,9 @@ def test_labels_with_every_tool(label_studio, editor, project_files, tmp_path):
 def test_magic_wand_selects_a_flat_region(label_studio, editor, project_files, tmp_path):
     flat = np.full((H, W, 3), 128, np.uint8)
     flat[40:80, 100:140] = (0, 0, 255)  # one red square on grey: what the wand should select
-    project_id, task_id = project(label_studio, project_files, "drawn wand", lc.MULTI_TOOL, {"image": "w.png"}, {"w.png": flat})
+    project_id, task_id = project(
+        label_studio, project_files, "drawn wand", lc.MULTI_TOOL, {"image": "w.png"}, {"w.png": flat}
+    )
     editor.open(project_id, task_id)
     editor.choose("Moon", "magicwand")
     editor.page.mouse.click(*editor.at(120, 60))
@@ -207,13 +231,16 @@ def test_magic_wand_selects_a_flat_region(label_studio, editor, project_files, t
     assert entry["fate"] == "ok", entry["reason"]
     wand = stroke_pixels(raw, "magicwand")
     square = box_map(100, 40, 140, 80, 1) == 1
-    assert not (wand & ~square).any() and wand.sum() >= 0.95 * square.sum()  # the square, edges as the editor found them
+    assert (
+        not (wand & ~square).any() and wand.sum() >= 0.95 * square.sum()
+    )  # the square, edges as the editor found them
     np.testing.assert_array_equal(label_map, np.where(wand, 1, 255))  # Moon is class 1
 
 
 def test_two_images_paint_only_the_configured_one(label_studio, editor, project_files, tmp_path):
-    project_id, task_id = project(label_studio, project_files, "drawn two images", lc.TWO_IMAGES,
-                                  {"left": "l.png", "right": "rr.png"})
+    project_id, task_id = project(
+        label_studio, project_files, "drawn two images", lc.TWO_IMAGES, {"left": "l.png", "right": "rr.png"}
+    )
     editor.open(project_id, task_id)
     editor.choose("Car", nth=0)
     editor.polygon(10, 10, 50, 40, image=0)
@@ -227,7 +254,9 @@ def test_two_images_paint_only_the_configured_one(label_studio, editor, project_
 
 
 def test_value_list_task_is_rejected_not_merged(label_studio, editor, project_files, tmp_path):
-    project_id, task_id = project(label_studio, project_files, "drawn pages", lc.VALUE_LIST, {"pages": ["a.png", "bb.png"]})
+    project_id, task_id = project(
+        label_studio, project_files, "drawn pages", lc.VALUE_LIST, {"pages": ["a.png", "bb.png"]}
+    )
     editor.open(project_id, task_id)
     editor.choose("Car")
     editor.polygon(10, 10, 50, 40)

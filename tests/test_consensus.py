@@ -4,7 +4,6 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline.cooccurrence import label_tuples
 from pipeline.consensus import (
     AnnotatorModels,
     ConsensusError,
@@ -15,6 +14,7 @@ from pipeline.consensus import (
     staple,
     weighted_vote,
 )
+from pipeline.cooccurrence import label_tuples
 from pipeline.errors import PipelineError
 from pipeline.metrics import confusion_matrix
 
@@ -125,8 +125,7 @@ def planted_project(seed=0, images=12, size=24, num_classes=4):
 
 def _miou_abstain(truths, merged, num_classes):
     """mIoU where an undecided pixel counts as a miss of its true class."""
-    cm = sum(confusion_matrix(t, np.where(p == U, num_classes, p), num_classes + 1)
-             for t, p in zip(truths, merged))
+    cm = sum(confusion_matrix(t, np.where(p == U, num_classes, p), num_classes + 1) for t, p in zip(truths, merged))
     tp = np.diag(cm)[:num_classes]
     union = cm[:num_classes].sum(1) + cm[:, :num_classes].sum(0) - tp
     return float(np.mean(tp / union))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import cooccurrence
-from pipeline.cooccurrence import LabelTuples, confusion_against, pair_confusion, paint, pixel_keys
+from pipeline.cooccurrence import LabelTuples, confusion_against, paint, pair_confusion, pixel_keys
 from pipeline.errors import PipelineError
 from pipeline.metrics import confusion_matrix
 
@@ -43,8 +43,9 @@ def test_pair_and_consensus_confusions_match_pixel_counts() -> None:
     np.testing.assert_array_equal(pair_confusion(tuples, 0, 2), confusion_matrix(maps["a0"], maps["a2"], 4))
     consensus = tuples.codes[:, 1].copy()
     consensus[consensus == 4] = 255
-    np.testing.assert_array_equal(confusion_against(tuples, consensus, 0),
-                                  confusion_matrix(paint(consensus, pixels, (9, 13)), maps["a0"], 4))
+    np.testing.assert_array_equal(
+        confusion_against(tuples, consensus, 0), confusion_matrix(paint(consensus, pixels, (9, 13)), maps["a0"], 4)
+    )
 
 
 def test_round_trips_through_json() -> None:

@@ -44,8 +44,7 @@ def test_same_seed_same_map(truth, profile):
 def test_good_is_close_and_spammer_is_not(truth):
     assert agreement(simulate_annotator(truth, "good", 1, C), truth) > 0.97
     assert agreement(simulate_annotator(truth, "spammer", 1, C), truth) < 0.5
-    assert not np.array_equal(simulate_annotator(truth, "spammer", 1, C),
-                              simulate_annotator(truth, "spammer", 2, C))
+    assert not np.array_equal(simulate_annotator(truth, "spammer", 1, C), simulate_annotator(truth, "spammer", 2, C))
 
 
 def test_dilated_grows_and_eroded_shrinks_rare_classes(truth):
@@ -58,8 +57,7 @@ def test_dilated_grows_and_eroded_shrinks_rare_classes(truth):
 
 @pytest.mark.parametrize("fill, expected", [("unlabeled", U), ("surround", 0)])
 def test_misser_with_certain_miss_drops_every_object(truth, fill, expected):
-    out = simulate_annotator(truth, "misser", 0, C, background=[0], miss_prob=1.0,
-                             miss_fill=fill, jitter=0)
+    out = simulate_annotator(truth, "misser", 0, C, background=[0], miss_prob=1.0, miss_fill=fill, jitter=0)
     objects = (truth != 0) & (truth != U)
     assert (out[objects] == expected).all()
     np.testing.assert_array_equal(out[truth == 0], 0)
@@ -68,7 +66,7 @@ def test_misser_with_certain_miss_drops_every_object(truth, fill, expected):
 def test_misser_misses_about_half_the_components():
     t = np.zeros((64, 256), dtype=np.uint8)
     for i in range(40):
-        t[4 + (i % 4) * 15: 12 + (i % 4) * 15, (i // 4) * 25: (i // 4) * 25 + 8] = 1
+        t[4 + (i % 4) * 15 : 12 + (i % 4) * 15, (i // 4) * 25 : (i // 4) * 25 + 8] = 1
     out = simulate_annotator(t, "misser", 3, 2, background=[0], jitter=0)
     kept = np.count_nonzero(out == 1) / np.count_nonzero(t == 1)
     assert 0.25 < kept < 0.75

@@ -22,7 +22,7 @@ U = 255
 def square(size=24, lo=8, hi=16, grow=0):
     """(size, size) uint8: class 1 square [lo - grow, hi + grow) on class 0."""
     m = np.zeros((size, size), np.uint8)
-    m[lo - grow:hi + grow, lo - grow:hi + grow] = 1
+    m[lo - grow : hi + grow, lo - grow : hi + grow] = 1
     return m
 
 
@@ -136,9 +136,14 @@ def test_merge_tuples_with_bands_matches_the_direct_vote():
         assert abs(offsets["careful1"][0][1]) < 1e-9
 
 
-@pytest.mark.parametrize("change, match", [({"undecided": "toss"}, "merge.undecided"),
-                                           ({"edge_bands": (4, 2)}, "merge.edge_bands"),
-                                           ({"method": "median"}, "merge.method")])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"undecided": "toss"}, "merge.undecided"),
+        ({"edge_bands": (4, 2)}, "merge.edge_bands"),
+        ({"method": "median"}, "merge.method"),
+    ],
+)
 def test_merge_stage_refuses_bad_params_before_reading(tmp_path, change, match):
     base = BaseParams(0, 255, (ClassInfo("a", (0, 0, 0)), ClassInfo("b", (1, 1, 1))))
     with pytest.raises(ParamsError, match=match):

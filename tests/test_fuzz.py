@@ -30,19 +30,67 @@ TOKEN = "f" * 40
 LS = "http://127.0.0.1:8999"
 ALLOWED = "http://127.0.0.1:9001"
 EVIL = "http://127.0.0.1:9002"
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
-SCHEMES = st.sampled_from(["", "http://", "https://", "HTTP://", "s3://", "gs://", "data:", "file://", "javascript:", "//", "ftp://"])
-HOSTS = st.sampled_from(["127.0.0.1:8999", "127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1", "user:pw@127.0.0.1:8999",
-                         "127.0.0.1:8999@127.0.0.1:9002", "[::1]:8999", "127.0.0.1:99999", "localhost:8999", ""])
-PATHS = st.sampled_from(["/data/upload/1/a.png", "/data/local-files/", "/data/local-files", "/api/current-user/token",
-                         "/api/users/", "/tasks/1/resolve/", "/projects/2/presign/", "/data/upload/../../api/users/",
-                         "/data/upload/%2e%2e/%2e%2e/api/users", "/data/upload/%2F..%2Fapi", "/data/upload/", "/x.png",
-                         "/data//upload/1/a.png", "\\data\\upload\\a.png", "/user/login"]) | st.text(max_size=20)
-QUERIES = st.sampled_from(["", "?d=a.png", "?d=../etc/passwd", "?d=/etc/passwd", "?d=a%2F..%2F..%2Fb", "?d=a&d=b",
-                           "?fileuri=czM6Ly9iL2sucG5n", "?d=a.png#frag", "?token=secret", "?d=link/x.png&x=1"]) | st.text(max_size=12)
-REFERENCES = st.builds(lambda s, h, p, q: s + h + p + q, SCHEMES, HOSTS, PATHS, QUERIES) | st.text(max_size=60) | \
-    st.none() | st.integers() | st.lists(st.text(max_size=3), max_size=2)
+SCHEMES = st.sampled_from(
+    ["", "http://", "https://", "HTTP://", "s3://", "gs://", "data:", "file://", "javascript:", "//", "ftp://"]
+)
+HOSTS = st.sampled_from(
+    [
+        "127.0.0.1:8999",
+        "127.0.0.1:9001",
+        "127.0.0.1:9002",
+        "127.0.0.1",
+        "user:pw@127.0.0.1:8999",
+        "127.0.0.1:8999@127.0.0.1:9002",
+        "[::1]:8999",
+        "127.0.0.1:99999",
+        "localhost:8999",
+        "",
+    ]
+)
+PATHS = st.sampled_from(
+    [
+        "/data/upload/1/a.png",
+        "/data/local-files/",
+        "/data/local-files",
+        "/api/current-user/token",
+        "/api/users/",
+        "/tasks/1/resolve/",
+        "/projects/2/presign/",
+        "/data/upload/../../api/users/",
+        "/data/upload/%2e%2e/%2e%2e/api/users",
+        "/data/upload/%2F..%2Fapi",
+        "/data/upload/",
+        "/x.png",
+        "/data//upload/1/a.png",
+        "\\data\\upload\\a.png",
+        "/user/login",
+    ]
+) | st.text(max_size=20)
+QUERIES = st.sampled_from(
+    [
+        "",
+        "?d=a.png",
+        "?d=../etc/passwd",
+        "?d=/etc/passwd",
+        "?d=a%2F..%2F..%2Fb",
+        "?d=a&d=b",
+        "?fileuri=czM6Ly9iL2sucG5n",
+        "?d=a.png#frag",
+        "?token=secret",
+        "?d=link/x.png&x=1",
+    ]
+) | st.text(max_size=12)
+REFERENCES = (
+    st.builds(lambda s, h, p, q: s + h + p + q, SCHEMES, HOSTS, PATHS, QUERIES)
+    | st.text(max_size=60)
+    | st.none()
+    | st.integers()
+    | st.lists(st.text(max_size=3), max_size=2)
+)
 
 
 @FUZZ
@@ -76,8 +124,13 @@ def test_fetcher_sends_the_token_only_to_the_server_and_raises_only_its_errors(o
     allowed, evil, fake_server = origins
     scheme, which, path, query = pieces
     host = {"allowed": allowed, "evil": evil, "server": fake_server}[which].url.split("//")[1]
-    settings_ = FetchSettings(ls_url=fake_server.url, ls_headers={"Authorization": f"Token {TOKEN}"},
-                              allowed_origins=(allowed.url,), timeout_s=2, retry_total_s=0)
+    settings_ = FetchSettings(
+        ls_url=fake_server.url,
+        ls_headers={"Authorization": f"Token {TOKEN}"},
+        allowed_origins=(allowed.url,),
+        timeout_s=2,
+        retry_total_s=0,
+    )
     with ImageFetcher(settings_) as fetcher:
         try:
             fetcher.fetch(scheme + host + path + query)
@@ -91,15 +144,32 @@ def test_fetcher_sends_the_token_only_to_the_server_and_raises_only_its_errors(o
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["id", "data", "annotations", "predictions",
-                                                                                 "completed_by", "result", "image", "x"]) |
-                                                                st.text(max_size=4), inner, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["id", "data", "annotations", "predictions", "completed_by", "result", "image", "x"])
+            | st.text(max_size=4),
+            inner,
+            max_size=5,
+        )
+    ),
     max_leaves=25,
 )
-TASKS = st.fixed_dictionaries({"id": st.integers(-3, 50) | JSON, "data": st.just({"image": "/data/local-files/?d=a.png"}) | JSON,
-                               "annotations": st.lists(st.fixed_dictionaries({"id": st.integers(0, 9) | JSON,
-                                                                              "completed_by": JSON, "result": JSON}), max_size=3) | JSON})
+TASKS = st.fixed_dictionaries(
+    {
+        "id": st.integers(-3, 50) | JSON,
+        "data": st.just({"image": "/data/local-files/?d=a.png"}) | JSON,
+        "annotations": st.lists(
+            st.fixed_dictionaries({"id": st.integers(0, 9) | JSON, "completed_by": JSON, "result": JSON}), max_size=3
+        )
+        | JSON,
+    }
+)
 
 
 def _encode(items: list) -> bytes:
@@ -127,7 +197,9 @@ def test_export_reader_on_any_bytes_raises_only_its_error(data) -> None:
         pass
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(items=st.lists(TASKS, min_size=1, max_size=3))
 def test_hostile_exports_through_pull_and_validate_write_only_outputs(tmp_path_factory, items) -> None:
     work = tmp_path_factory.mktemp("fuzz")
@@ -137,12 +209,23 @@ def test_hostile_exports_through_pull_and_validate_write_only_outputs(tmp_path_f
     (work / "export.json").write_bytes(_encode(items))
     before = set(work.rglob("*"))
     try:
-        pull.run(work / "raw", work / "images", LS_PARAMS, PullParams(export_file=str(work / "export.json"),
-                                                                      document_root=str(root), workers=1))
+        pull.run(
+            work / "raw",
+            work / "images",
+            LS_PARAMS,
+            PullParams(export_file=str(work / "export.json"), document_root=str(root), workers=1),
+        )
     except PipelineError:
         return  # duplicate task ids: the whole export is refused, with the ids named
-    validate.run(work / "raw", work / "images", work / "out", work / "reports" / "validation.json", BASE, LS_PARAMS,
-                 ValidateParams(unpainted=None, workers=1))
+    validate.run(
+        work / "raw",
+        work / "images",
+        work / "out",
+        work / "reports" / "validation.json",
+        BASE,
+        LS_PARAMS,
+        ValidateParams(unpainted=None, workers=1),
+    )
     outputs = ("raw", "images", "out", "reports")
     for path in set(work.rglob("*")) - before:
         assert path.relative_to(work).parts[0] in outputs, path

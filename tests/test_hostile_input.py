@@ -20,16 +20,40 @@ JSON = st.recursive(
     max_leaves=30,
 )
 REGION_KEYS = st.fixed_dictionaries(
-    {"type": st.sampled_from(["brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels"]),
-     "original_width": st.integers(-5, 2**20) | JSON, "original_height": st.integers(-5, 2**20) | JSON,
-     "value": st.dictionaries(st.sampled_from(["rle", "points", "x", "y", "width", "height", "radiusX", "radiusY",
-                                               "brushlabels", "polygonlabels", "format", "rotation"]), JSON, max_size=8)},
+    {
+        "type": st.sampled_from(["brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels"]),
+        "original_width": st.integers(-5, 2**20) | JSON,
+        "original_height": st.integers(-5, 2**20) | JSON,
+        "value": st.dictionaries(
+            st.sampled_from(
+                [
+                    "rle",
+                    "points",
+                    "x",
+                    "y",
+                    "width",
+                    "height",
+                    "radiusX",
+                    "radiusY",
+                    "brushlabels",
+                    "polygonlabels",
+                    "format",
+                    "rotation",
+                ]
+            ),
+            JSON,
+            max_size=8,
+        ),
+    },
 )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.lists(st.integers(0, 255), max_size=64) | st.binary(max_size=64), height=st.integers(-2, 4096),
-       width=st.integers(-2, 4096))
+@given(
+    data=st.lists(st.integers(0, 255), max_size=64) | st.binary(max_size=64),
+    height=st.integers(-2, 4096),
+    width=st.integers(-2, 4096),
+)
 def test_rle_decoder_only_raises_its_own_error(data, height, width) -> None:
     try:
         rle.decode(data, height, width)
@@ -54,7 +78,11 @@ def test_local_files_cannot_leave_the_document_root(tmp_path: Path) -> None:
     (root / "inside.png").write_bytes(b"y")
     os.symlink(outside, root / "link")
     assert read_local_image("/data/local-files/?d=inside.png", root) == b"y"
-    for reference in ("/data/local-files/?d=../secret/key.png", "/data/local-files/?d=/etc/passwd",
-                      "/data/local-files/?d=link/key.png", "/data/upload/1/a.png"):
+    for reference in (
+        "/data/local-files/?d=../secret/key.png",
+        "/data/local-files/?d=/etc/passwd",
+        "/data/local-files/?d=link/key.png",
+        "/data/upload/1/a.png",
+    ):
         with pytest.raises(PipelineError):
             read_local_image(reference, root)

@@ -38,13 +38,20 @@ def test_sizes_and_pixels_are_in_the_displayed_orientation(tmp_path: Path, orien
     pixels = read_rgb(path, 100)
     assert pixels.shape == ((40, 20, 3) if swapped else (20, 40, 3))
     with Image.open(path) as image:
-        expected = np.asarray(image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image.convert("RGB"))
+        expected = np.asarray(
+            image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image.convert("RGB")
+        )
     np.testing.assert_array_equal(pixels, expected)
     assert stored.shape == (20, 40, 3)
 
 
-_TRANSPOSE = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-              7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_TRANSPOSE = {
+    3: Image.Transpose.ROTATE_180,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def test_orientation_6_puts_the_top_row_on_the_right(tmp_path: Path) -> None:
@@ -76,9 +83,18 @@ def test_oversized_side_is_refused(tmp_path: Path) -> None:
         read_size(path, 200)
 
 
-@pytest.mark.parametrize(("head", "suffix"), [(b"\x89PNG\r\n\x1a\n....", ".png"), (b"\xff\xd8\xff\xe0", ".jpg"),
-                                               (b"RIFF\x00\x00\x00\x00WEBPVP8 ", ".webp"), (b"GIF89a", ".gif"),
-                                               (b"<html>", None), (b'{"id": 1}', None), (b"", None)])
+@pytest.mark.parametrize(
+    ("head", "suffix"),
+    [
+        (b"\x89PNG\r\n\x1a\n....", ".png"),
+        (b"\xff\xd8\xff\xe0", ".jpg"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", ".webp"),
+        (b"GIF89a", ".gif"),
+        (b"<html>", None),
+        (b'{"id": 1}', None),
+        (b"", None),
+    ],
+)
 def test_image_suffix_by_magic_bytes(head: bytes, suffix: str | None) -> None:
     assert image_suffix(head) == suffix
 

@@ -49,8 +49,10 @@ def _project(tmp_path: Path) -> tuple[Path, list[str]]:
     root = tmp_path / "files"
     root.mkdir()
     cv2.imwrite(str(root / "a.png"), np.zeros((64, 64, 3), np.uint8))
-    tasks = [{"id": i, "data": {"image": "/data/local-files/?d=a.png"}, "annotations": [_annotation(i, 1, _map(64, 64))]}
-             for i in range(1, 4)]
+    tasks = [
+        {"id": i, "data": {"image": "/data/local-files/?d=a.png"}, "annotations": [_annotation(i, 1, _map(64, 64))]}
+        for i in range(1, 4)
+    ]
     (tmp_path / "export.json").write_text(json.dumps(tasks))
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     params["base"]["classes"] = [{"name": "road", "color": [1, 2, 3]}, {"name": "car", "color": [4, 5, 6]}]
@@ -71,12 +73,36 @@ def test_a_refused_write_is_one_line_naming_the_path(tmp_path: Path) -> None:
     folder, base = _project(tmp_path)
     environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     params = ["--params", str(folder / "params.yaml")]
-    pulled = subprocess.run([*base, "pull", "--out", "raw", "--images", "images", *params], cwd=folder, env=environment,
-                            capture_output=True, text=True, timeout=300)
+    pulled = subprocess.run(
+        [*base, "pull", "--out", "raw", "--images", "images", *params],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pulled.returncode == 0, pulled.stderr
-    result = subprocess.run([*base, "validate", "--raw", "raw", "--images", "images", "--out", "annotations",
-                             "--report", "reports/validation.json", *params], cwd=folder, env=environment,
-                            capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size)
+    result = subprocess.run(
+        [
+            *base,
+            "validate",
+            "--raw",
+            "raw",
+            "--images",
+            "images",
+            "--out",
+            "annotations",
+            "--report",
+            "reports/validation.json",
+            *params,
+        ],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size,
+    )
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -88,7 +114,12 @@ def test_a_refused_write_is_one_line_naming_the_path(tmp_path: Path) -> None:
 def test_a_read_only_output_folder_is_one_line(tmp_path: Path) -> None:
     folder, base = _project(tmp_path)
     (folder / "locked").mkdir(mode=0o500)
-    result = subprocess.run([*base, "pull", "--out", "locked/raw", "--images", "locked/images", "--params",
-                             str(folder / "params.yaml")], cwd=folder, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    result = subprocess.run(
+        [*base, "pull", "--out", "locked/raw", "--images", "locked/images", "--params", str(folder / "params.yaml")],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr and "locked" in result.stderr

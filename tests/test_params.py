@@ -62,7 +62,12 @@ def test_sections_are_frozen():
         ("train", "class_weights", "median", 'expected a list of (a number >= 0) or "median_frequency" or null'),
         ("train", "scale_range", [1.0], "train.scale_range[1]: field required"),
         ("train", "scale_range", [2.0, 1.0], "must be [low, high] with low <= high"),
-        ("merge", "method", "best", 'merge.method = "best": expected one of "dawid_skene", "vote", "staple", "majority"'),
+        (
+            "merge",
+            "method",
+            "best",
+            'merge.method = "best": expected one of "dawid_skene", "vote", "staple", "majority"',
+        ),
         ("merge", "min_agreement", 1.5, "merge.min_agreement = 1.5: expected a number >= 0 and <= 1"),
         ("preannotate", "tasks", "some", 'expected one of "unlabeled", "all", "low_agreement"'),
         ("preannotate", "push_batch", 50, "preannotate.push_batch = 50: expected an integer >= 100"),

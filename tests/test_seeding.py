@@ -26,7 +26,14 @@ def scenes(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_read_classes_drops_the_void_id(tmp_path: Path) -> None:
     path = tmp_path / "classes.json"
-    path.write_text(json.dumps({"ignore_index": 2, "classes": [{"id": 0, "name": "Sky"}, {"id": 1, "name": "Road"}, {"id": 2, "name": "Void"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "ignore_index": 2,
+                "classes": [{"id": 0, "name": "Sky"}, {"id": 1, "name": "Road"}, {"id": 2, "name": "Void"}],
+            }
+        )
+    )
     classes = seeding.read_classes(path)
     assert classes.names == ("Sky", "Road") and classes.void_id == 2
 
@@ -41,8 +48,15 @@ def test_unknown_crowd_profile_lists_valid_ones(scenes, tmp_path: Path) -> None:
 def test_crowd_seeding_creates_annotators_and_leaves_gaps(scenes, label_studio: server.RunningServer) -> None:
     images, masks, classes_file = scenes
     classes = seeding.read_classes(classes_file)
-    plan = seeding.plan_seed("seeded crowd", images, masks, label_studio.document_root, crowd=["good", "sloppy"],
-                             unlabeled_every=5, unpainted=0)
+    plan = seeding.plan_seed(
+        "seeded crowd",
+        images,
+        masks,
+        label_studio.document_root,
+        crowd=["good", "sloppy"],
+        unlabeled_every=5,
+        unpainted=0,
+    )
     with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
         project_id = seeding.seed(client, plan, classes)
         tasks = list(client.iter_tasks(project_id))

@@ -45,7 +45,14 @@ def test_near_duplicates_across_splits_only() -> None:
     rng = np.random.default_rng(2)
     image = rng.integers(0, 255, (64, 64), dtype=np.uint8)
     other = rng.integers(0, 255, (64, 64), dtype=np.uint8)
-    hashes = np.array([perceptual_hash(image), perceptual_hash(np.clip(image.astype(int) + 3, 0, 255).astype(np.uint8)),
-                       perceptual_hash(other), perceptual_hash(image)], dtype=np.uint64)
+    hashes = np.array(
+        [
+            perceptual_hash(image),
+            perceptual_hash(np.clip(image.astype(int) + 3, 0, 255).astype(np.uint8)),
+            perceptual_hash(other),
+            perceptual_hash(image),
+        ],
+        dtype=np.uint64,
+    )
     pairs = near_duplicates(hashes, np.array([0, 1, 1, 0]), max_bits=6)
     assert {(i, j) for i, j, _ in pairs} == {(0, 1), (1, 3)}

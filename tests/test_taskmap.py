@@ -34,7 +34,9 @@ def test_pack_round_trips_named_parts_in_order():
     assert list(unpack(pack(parts))) == list(parts)
 
 
-@pytest.mark.parametrize("damage", [lambda b: b[:-1], lambda b: b + b"x", lambda b: b"\xff\xff\xff\x7f" + b[4:], lambda b: b""])
+@pytest.mark.parametrize(
+    "damage", [lambda b: b[:-1], lambda b: b + b"x", lambda b: b"\xff\xff\xff\x7f" + b[4:], lambda b: b""]
+)
 def test_damaged_frames_are_a_clear_error(damage):
     with pytest.raises(PipelineError, match="worker's message"):
         unpack(damage(pack({"a": b"123", "b": b"45"})))
@@ -67,20 +69,43 @@ def test_an_unreachable_scheduler_is_a_clear_error():
 def _snapshot(tmp_path: Path, count: int) -> tuple[Path, Path]:
     """A pulled snapshot of `count` tasks (one to three simulated annotators each) from an export file."""
     export, root = write_export(tmp_path, count)
-    pull.run(tmp_path / "raw", tmp_path / "images", LS, PullParams(export_file=str(export), document_root=str(root), workers=2))
+    pull.run(
+        tmp_path / "raw",
+        tmp_path / "images",
+        LS,
+        PullParams(export_file=str(export), document_root=str(root), workers=2),
+    )
     return tmp_path / "raw", tmp_path / "images"
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _validate_and_merge(raw: Path, images: Path, out: Path, workers: int, scheduler: str | None, method: str) -> dict:
-    validate.run(raw, images, out / "annotations", out / "validation.json", BASE, LS, ValidateParams(workers=workers),
-                 scheduler=scheduler)
-    merge.run(out / "annotations", out / "validation.json", out / "labels", out / "agreement.json", BASE,
-              MergeParams(method=method, workers=workers), scheduler=scheduler)
+    validate.run(
+        raw,
+        images,
+        out / "annotations",
+        out / "validation.json",
+        BASE,
+        LS,
+        ValidateParams(workers=workers),
+        scheduler=scheduler,
+    )
+    merge.run(
+        out / "annotations",
+        out / "validation.json",
+        out / "labels",
+        out / "agreement.json",
+        BASE,
+        MergeParams(method=method, workers=workers),
+        scheduler=scheduler,
+    )
     return _digest(out)
 
 
@@ -94,8 +119,9 @@ def test_outputs_are_byte_identical_on_every_backend(tmp_path, monkeypatch, meth
     consensus_maps = [name for name in single if name.startswith("labels/") and name.count("/") == 1]
     assert len(consensus_maps) == 30  # every annotated task merged (beside labels/confidence/)
     assert _validate_and_merge(raw, images, tmp_path / "two", 2, None, method) == single
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         with distributed.Client(cluster) as client:
             assert len(client.scheduler_info()["workers"]) == 2
         monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)  # the way a deployment chooses it

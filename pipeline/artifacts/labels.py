@@ -1,7 +1,7 @@
 """data/labels: the consensus of each task, written by merge.
 
-  <task_id>.png              (H, W) uint8 label map, 255 = ignore
-  confidence/<task_id>.png   (H, W) uint8 confidence of each pixel's label, round(255 p)
+<task_id>.png              (H, W) uint8 label map, 255 = ignore
+confidence/<task_id>.png   (H, W) uint8 confidence of each pixel's label, round(255 p)
 """
 
 from __future__ import annotations

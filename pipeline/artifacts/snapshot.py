@@ -26,7 +26,9 @@ def tasks_path(snapshot: Path) -> Path:
 
 def record_line(task: dict, image: dict, problem: str | None = None) -> str:
     """One line of tasks.jsonl (sorted keys: equal content, equal bytes); `problem` only when there is one."""
-    return json.dumps({"task": task, "image": image, **({"problem": problem} if problem else {})}, sort_keys=True) + "\n"
+    return (
+        json.dumps({"task": task, "image": image, **({"problem": problem} if problem else {})}, sort_keys=True) + "\n"
+    )
 
 
 def snapshot_records(snapshot: Path) -> Iterator[tuple[dict, dict]]:

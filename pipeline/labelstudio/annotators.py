@@ -20,9 +20,9 @@ UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 @dataclass(frozen=True)
 class Annotator:
-    key: str            # file-safe, deterministic; the label map is <task>/<key>.png
+    key: str  # file-safe, deterministic; the label map is <task>/<key>.png
     email: str | None
-    known: bool         # False: no usable user id in the export
+    known: bool  # False: no usable user id in the export
 
 
 def _short_hash(text: str) -> str:

@@ -29,7 +29,14 @@ T = TypeVar("T")
 
 EXPORT_OPTIONS = {"predictions": {"only_id": False}, "annotations__completed_by": {"only_id": False}}
 # Task fields that change when someone merely opens a task, not when its content changes.
-VOLATILE_TASK_FIELDS = ("drafts", "updated_at", "updated_by", "comment_authors", "comment_count", "last_comment_updated_at")
+VOLATILE_TASK_FIELDS = (
+    "drafts",
+    "updated_at",
+    "updated_by",
+    "comment_authors",
+    "comment_count",
+    "last_comment_updated_at",
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class LabelStudioClient:
         if missing:
             raise LabelStudioError(
                 f"{' and '.join(missing)} not set. Export them (your Label Studio's address and the API token "
-                "from Account & Settings), or for the local server run: eval \"$(python -m pipeline serve --env)\""
+                'from Account & Settings), or for the local server run: eval "$(python -m pipeline serve --env)"'
             )
         return cls(url, api_key, **options)
 
@@ -121,12 +128,18 @@ class LabelStudioClient:
     def _explain(self, what: str, error: BaseException, elapsed_s: float) -> LabelStudioError:
         status = _status_of(error)
         if status in (401, 403):
-            hint = "check LABEL_STUDIO_API_KEY (Account & Settings > Access Token) and that this user may open the project"
+            hint = (
+                "check LABEL_STUDIO_API_KEY (Account & Settings > Access Token) and that this user may open the project"
+            )
             return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}; {hint}", status)
         if status == 404:
-            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP 404 (not found); check the id or path", status)
+            return LabelStudioError(
+                f"{what}: Label Studio at {self.url} answered HTTP 404 (not found); check the id or path", status
+            )
         if status is not None:
-            return LabelStudioError(f"{what}: Label Studio at {self.url} answered HTTP {status}: {_detail_of(error)}", status)
+            return LabelStudioError(
+                f"{what}: Label Studio at {self.url} answered HTTP {status}: {_detail_of(error)}", status
+            )
         return LabelStudioError(
             # The time measured, not the retry budget: one attempt may itself last up to the request timeout.
             f"{what}: cannot reach Label Studio at {self.url} ({_detail_of(error)}) after retrying for "
@@ -156,16 +169,26 @@ class LabelStudioClient:
         if isinstance(ref, int) or str(ref).isdigit():
             project = self.call(f"get project {ref}", self.sdk.projects.get, id=int(ref))
         else:
-            matches = [p for p in self.call("list projects", lambda: list(self.sdk.projects.list(title=str(ref)))) if p.title == ref]
+            matches = [
+                p
+                for p in self.call("list projects", lambda: list(self.sdk.projects.list(title=str(ref))))
+                if p.title == ref
+            ]
             if len(matches) != 1:
-                found = "no project" if not matches else f"{len(matches)} projects ({', '.join(str(p.id) for p in matches)})"
+                found = (
+                    "no project"
+                    if not matches
+                    else f"{len(matches)} projects ({', '.join(str(p.id) for p in matches)})"
+                )
                 raise LabelStudioError(f"{found} titled {ref!r} at {self.url}; set labelstudio.project to a project id")
             project = matches[0]
         return Project(project.id, project.title or "", project.label_config or "", project.model_version or None)
 
     def create_project(self, title: str, label_config: str) -> Project:
         """A new project (titles need at least 3 characters)."""
-        project = self.call(f"create project {title!r}", self.sdk.projects.create, title=title, label_config=label_config)
+        project = self.call(
+            f"create project {title!r}", self.sdk.projects.create, title=title, label_config=label_config
+        )
         return Project(project.id, project.title or title, project.label_config or label_config, None)
 
     def add_local_storage(self, project_id: int, folder: str, title: str = "local files") -> int:
@@ -203,8 +226,16 @@ class LabelStudioClient:
         username = email.split("@")[0]
         return self.call(f"create user {email}", self.sdk.users.create, email=email, username=username).id
 
-    def create_annotation(self, task_id: int, result: list[dict], completed_by: int, *, was_cancelled: bool = False,
-                          lead_time: float | None = None, parent_prediction: int | None = None) -> int:
+    def create_annotation(
+        self,
+        task_id: int,
+        result: list[dict],
+        completed_by: int,
+        *,
+        was_cancelled: bool = False,
+        lead_time: float | None = None,
+        parent_prediction: int | None = None,
+    ) -> int:
         """Submit one annotation on behalf of a user (started from `parent_prediction`, if given); returns its id."""
         extra = {} if lead_time is None else {"lead_time": lead_time}
         if parent_prediction is not None:
@@ -249,7 +280,9 @@ class LabelStudioClient:
 
     # -- exports ----------------------------------------------------------------------------
 
-    def export_tasks(self, project_id: int, timeout_s: float = 600.0, task_filter_options: dict | None = None) -> Iterator[bytes]:
+    def export_tasks(
+        self, project_id: int, timeout_s: float = 600.0, task_filter_options: dict | None = None
+    ) -> Iterator[bytes]:
         """The project's JSON export (predictions and annotators expanded), streamed in chunks.
 
         `task_filter_options` ({"view": id}) exports only the tasks a data-manager view selects.
@@ -269,13 +302,20 @@ class LabelStudioClient:
         status = created.status
         while status not in ("completed", "failed"):
             if time.monotonic() > deadline:
-                raise LabelStudioError(f"export {created.id} of project {project_id} at {self.url} not ready after {timeout_s:.0f} s")
+                raise LabelStudioError(
+                    f"export {created.id} of project {project_id} at {self.url} not ready after {timeout_s:.0f} s"
+                )
             time.sleep(0.2)  # the server builds the export asynchronously; there is nothing to block on
             status = self.call(f"poll export {created.id}", exports.get, id=project_id, export_pk=created.id).status
         if status == "failed":
-            raise LabelStudioError(f"Label Studio at {self.url} failed to build export {created.id} of project {project_id}; see its log")
+            raise LabelStudioError(
+                f"Label Studio at {self.url} failed to build export {created.id} of project {project_id}; see its log"
+            )
         try:
-            yield from self.call(f"download export {created.id}", lambda: exports.download(id=project_id, export_pk=created.id, export_type="JSON"))
+            yield from self.call(
+                f"download export {created.id}",
+                lambda: exports.download(id=project_id, export_pk=created.id, export_type="JSON"),
+            )
         finally:
             self.call(f"delete export {created.id}", exports.delete, id=project_id, export_pk=created.id)
 
@@ -284,9 +324,13 @@ class LabelStudioClient:
     def fetch_settings(self, allowed_origins: Iterable[str] = (), document_root: Path | None = None) -> FetchSettings:
         """How task images of this server are fetched: its token for its image routes only."""
         return FetchSettings(
-            ls_url=self.url, ls_headers=self._auth_headers(), allowed_origins=tuple(allowed_origins),
-            origin_headers=origin_headers_from_env(os.environ, self.url), document_root=document_root,
-            timeout_s=self.timeout_s, retry_total_s=self.retry_total_s,
+            ls_url=self.url,
+            ls_headers=self._auth_headers(),
+            allowed_origins=tuple(allowed_origins),
+            origin_headers=origin_headers_from_env(os.environ, self.url),
+            document_root=document_root,
+            timeout_s=self.timeout_s,
+            retry_total_s=self.retry_total_s,
         )
 
     def download(self, reference: str, allowed_origins: Iterable[str] = ()) -> bytes:
@@ -345,7 +389,10 @@ class LabelStudioClient:
             selected = task_ids[start : start + chunk]
             response = self.call(
                 f"delete the predictions of {len(selected)} tasks in project {project_id}",
-                self.request, "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id},
+                self.request,
+                "POST",
+                "/api/dm/actions",
+                params={"id": "delete_tasks_predictions", "project": project_id},
                 json={"selectedItems": {"all": False, "included": selected}},
             )
             deleted += int(response.json().get("processed_items", 0))
@@ -367,14 +414,23 @@ class LabelStudioClient:
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make the editor show this model_version's predictions."""
-        self.call(f"set model_version of project {project_id}", self.sdk.projects.update, id=project_id, model_version=model_version)
+        self.call(
+            f"set model_version of project {project_id}",
+            self.sdk.projects.update,
+            id=project_id,
+            model_version=model_version,
+        )
 
 
 def _prediction_key(prediction: dict) -> tuple:
     """What makes two predictions the same push: task, version, score and regions."""
     score = prediction.get("score")
-    return (prediction.get("task"), prediction.get("model_version"), None if score is None else round(float(score), 6),
-            json.dumps(prediction.get("result"), sort_keys=True))
+    return (
+        prediction.get("task"),
+        prediction.get("model_version"),
+        None if score is None else round(float(score), 6),
+        json.dumps(prediction.get("result"), sort_keys=True),
+    )
 
 
 def normalise_task(task: dict) -> dict:

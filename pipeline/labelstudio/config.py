@@ -32,13 +32,34 @@ from pipeline.params import BaseParams, ClassInfo, LabelStudioParams
 
 LABELLED = {"brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels", "bitmasklabels"}
 TOOLS = {"brush", "polygon", "rectangle", "ellipse", "magicwand", "bitmask"}
-IGNORED = {"keypointlabels", "keypoint", "choices", "textarea", "rating", "relations", "relation", "number",
-           "datetime", "taxonomy"}
+IGNORED = {
+    "keypointlabels",
+    "keypoint",
+    "choices",
+    "textarea",
+    "rating",
+    "relations",
+    "relation",
+    "number",
+    "datetime",
+    "taxonomy",
+}
 CLASSES_FILE = "classes.json"  # written by validate beside the label maps: the classes every later stage uses
-DEFAULT_DATA_KEY = "image"     # without a config (an export file): the task data key of LS's templates' $image
+DEFAULT_DATA_KEY = "image"  # without a config (an export file): the task data key of LS's templates' $image
 # Colours for labels without a usable `background`, in order (black is kept for a background class).
-FALLBACK_COLOURS = [(128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35), (70, 70, 70), (250, 170, 30),
-                    (70, 130, 180), (119, 11, 32), (0, 60, 100), (153, 153, 153), (220, 220, 0)]
+FALLBACK_COLOURS = [
+    (128, 64, 128),
+    (0, 0, 192),
+    (220, 20, 60),
+    (107, 142, 35),
+    (70, 70, 70),
+    (250, 170, 30),
+    (70, 130, 180),
+    (119, 11, 32),
+    (0, 60, 100),
+    (153, 153, 153),
+    (220, 220, 0),
+]
 
 
 @dataclass(frozen=True)
@@ -73,10 +94,10 @@ class DatasetSpec:
     """What validate and the later stages use: classes in id order, the image and the controls to paint."""
 
     classes: tuple[ClassInfo, ...]
-    image_tag: str | None      # None only without a config: results on any object tag are read
+    image_tag: str | None  # None only without a config: results on any object tag are read
     data_key: str
     value_list: bool
-    control_tags: tuple[str, ...]   # () only without a config: every control is read
+    control_tags: tuple[str, ...]  # () only without a config: every control is read
 
     @property
     def names(self) -> list[str]:
@@ -115,8 +136,10 @@ def read_label_config(xml: str) -> LabelConfig:
     try:
         interface = LabelInterface(xml)
     except Exception as error:  # the SDK raises its own and lxml's errors; any of them means an unreadable config
-        raise ConfigError(f"the project's label config cannot be read ({type(error).__name__}: {str(error)[:200]}); "
-                          "fix it in Label Studio (Settings > Labeling Interface) and pull again") from None
+        raise ConfigError(
+            f"the project's label config cannot be read ({type(error).__name__}: {str(error)[:200]}); "
+            "fix it in Label Studio (Settings > Labeling Interface) and pull again"
+        ) from None
     images = {}
     for item in interface.objects or []:
         if item.tag.lower() != "image" or not item.value:
@@ -127,8 +150,9 @@ def read_label_config(xml: str) -> LabelConfig:
         labels = tuple(control.labels or ())
         attrs = control.labels_attrs or {}
         colours = tuple(_colour(attrs[label].attr.get("background")) if label in attrs else None for label in labels)
-        controls[control.name] = ControlTag(control.name, control.tag, kind_of(control.tag), tuple(control.to_name or ()),
-                                            labels, colours)
+        controls[control.name] = ControlTag(
+            control.name, control.tag, kind_of(control.tag), tuple(control.to_name or ()), labels, colours
+        )
     return LabelConfig(images, controls)
 
 
@@ -140,17 +164,23 @@ def painting_controls(config: LabelConfig, image_tag: str) -> list[ControlTag]:
 def image_tag_of(config: LabelConfig, wanted: str | None) -> ImageTag:
     if wanted is not None:
         if wanted not in config.images:
-            raise ConfigError(f"labelstudio.image_tag is {wanted!r}, the label config's <Image> tags are "
-                              f"{sorted(config.images)}; set it to one of them, or null to take it from the config")
+            raise ConfigError(
+                f"labelstudio.image_tag is {wanted!r}, the label config's <Image> tags are "
+                f"{sorted(config.images)}; set it to one of them, or null to take it from the config"
+            )
         return config.images[wanted]
     used = [config.images[name] for name in config.images if painting_controls(config, name)]
     if len(used) == 1:
         return used[0]
     if not used:
-        raise ConfigError(f"no segmentation control (BrushLabels, PolygonLabels, ... or Labels with a tool) points at an "
-                          f"<Image> of the label config (images: {sorted(config.images)}); add one in Label Studio")
-    raise ConfigError(f"the label config has several <Image> tags with segmentation controls: {[i.name for i in used]}; "
-                      "set labelstudio.image_tag to the one to build label maps of")
+        raise ConfigError(
+            f"no segmentation control (BrushLabels, PolygonLabels, ... or Labels with a tool) points at an "
+            f"<Image> of the label config (images: {sorted(config.images)}); add one in Label Studio"
+        )
+    raise ConfigError(
+        f"the label config has several <Image> tags with segmentation controls: {[i.name for i in used]}; "
+        "set labelstudio.image_tag to the one to build label maps of"
+    )
 
 
 def _control_tags(config: LabelConfig, image: ImageTag, wanted: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -164,8 +194,10 @@ def _control_tags(config: LabelConfig, image: ImageTag, wanted: tuple[str, ...] 
                 why = f"is a <{found.tag}> pointing at {list(found.to_names)}, not a segmentation control of {image.name!r}"
             else:
                 why = "is not in the label config"
-            raise ConfigError(f"labelstudio.control_tags names {name!r}, which {why}; the config's segmentation controls "
-                              f"of {image.name!r} are {sorted(available)}; fix the list or set it to null to take them all")
+            raise ConfigError(
+                f"labelstudio.control_tags names {name!r}, which {why}; the config's segmentation controls "
+                f"of {image.name!r} are {sorted(available)}; fix the list or set it to null to take them all"
+            )
     return tuple(wanted)
 
 
@@ -188,12 +220,16 @@ def _check_classes(config: LabelConfig, controls: tuple[str, ...], classes: tupl
     for control in controls:
         missing = [label for label in config.controls[control].labels if label not in names]
         if missing:
-            raise ConfigError(f"labels {missing} of <{config.controls[control].tag} name={control!r}> in the label config "
-                              f"are not in base.classes {[c.name for c in classes]}; add them to base.classes, or set "
-                              "base.classes to null to take the classes from the config")
+            raise ConfigError(
+                f"labels {missing} of <{config.controls[control].tag} name={control!r}> in the label config "
+                f"are not in base.classes {[c.name for c in classes]}; add them to base.classes, or set "
+                "base.classes to null to take the classes from the config"
+            )
 
 
-def dataset_spec(label_config: str | None, base: BaseParams, ls: LabelStudioParams, unpainted: str | None) -> DatasetSpec:
+def dataset_spec(
+    label_config: str | None, base: BaseParams, ls: LabelStudioParams, unpainted: str | None
+) -> DatasetSpec:
     """Classes, image tag, data key and control tags from the config, params overriding; ConfigError on a mismatch.
 
     Without a config (a snapshot from an export file) every needed value must come from params.
@@ -201,8 +237,10 @@ def dataset_spec(label_config: str | None, base: BaseParams, ls: LabelStudioPara
     wanted_controls = tuple(ls.control_tags or ())
     if not label_config:
         if not base.classes:
-            raise ConfigError("the snapshot holds no label config (pulled from pull.export_file), so base.classes must "
-                              "be set in params.yaml; or pull from the server")
+            raise ConfigError(
+                "the snapshot holds no label config (pulled from pull.export_file), so base.classes must "
+                "be set in params.yaml; or pull from the server"
+            )
         key = ls.image_tag or DEFAULT_DATA_KEY
         return DatasetSpec(tuple(base.classes), ls.image_tag, key, False, wanted_controls)
     config = read_label_config(label_config)
@@ -222,14 +260,20 @@ def with_dataset_classes(base: BaseParams, annotations_dir: Path) -> BaseParams:
     if not path.exists():
         if base.classes:
             return base
-        raise ConfigError(f"{path} is missing and base.classes is null; run the validate stage first (dvc repro validate)")
+        raise ConfigError(
+            f"{path} is missing and base.classes is null; run the validate stage first (dvc repro validate)"
+        )
     try:
         stored = tuple(ClassInfo(c["name"], tuple(c["color"])) for c in json.loads(path.read_text())["classes"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{path} is not a classes file written by validate ({error}); run dvc repro validate") from None
+        raise ConfigError(
+            f"{path} is not a classes file written by validate ({error}); run dvc repro validate"
+        ) from None
     if base.classes and [c.name for c in base.classes] != [c.name for c in stored]:
-        raise ConfigError(f"base.classes {[c.name for c in base.classes]} differ from the classes validate used "
-                          f"{[c.name for c in stored]} ({path}); run dvc repro validate")
+        raise ConfigError(
+            f"base.classes {[c.name for c in base.classes]} differ from the classes validate used "
+            f"{[c.name for c in stored]} ({path}); run dvc repro validate"
+        )
     return base if base.classes else dataclasses.replace(base, classes=stored)
 
 
@@ -246,15 +290,19 @@ def brush_target(label_config: str | None, image_tag: str | None, brush_tag: str
     """The <BrushLabels> predictions go to: `brush_tag` when set, else the config's first one on the image."""
     if not label_config:
         if not (image_tag and brush_tag):
-            raise ConfigError("the snapshot holds no label config (pulled from pull.export_file): set "
-                              "labelstudio.image_tag and preannotate.brush_tag, or pull from the server")
+            raise ConfigError(
+                "the snapshot holds no label config (pulled from pull.export_file): set "
+                "labelstudio.image_tag and preannotate.brush_tag, or pull from the server"
+            )
         return BrushTarget(brush_tag, image_tag, None)
     config = read_label_config(label_config)
     image = image_tag_of(config, image_tag)
     brushes = [c for c in config.controls.values() if c.tag.lower() == "brushlabels" and image.name in c.to_names]
     chosen = [c for c in brushes if brush_tag in (None, c.name)]
     if not chosen:
-        raise ConfigError(f"preannotate.brush_tag is {brush_tag!r}, the label config's <BrushLabels> of {image.name!r} "
-                          f"are {[c.name for c in brushes]}; predictions are brush regions: add a <BrushLabels> in "
-                          "Label Studio or name one of them")
+        raise ConfigError(
+            f"preannotate.brush_tag is {brush_tag!r}, the label config's <BrushLabels> of {image.name!r} "
+            f"are {[c.name for c in brushes]}; predictions are brush regions: add a <BrushLabels> in "
+            "Label Studio or name one of them"
+        )
     return BrushTarget(chosen[0].name, image.name, chosen[0].labels)

@@ -34,9 +34,9 @@ LIST_FIELDS = ("annotations", "predictions")
 class ExportItem:
     """One item of the export: a task to use (with `problem` when the whole task is rejected), or a rejected item."""
 
-    position: int                 # 0-based index in the export's list
-    task: dict | None             # None: the item is not a usable task
-    problem: str | None = None    # why the task (or the item) is rejected
+    position: int  # 0-based index in the export's list
+    task: dict | None  # None: the item is not a usable task
+    problem: str | None = None  # why the task (or the item) is rejected
 
 
 DECODER = json.JSONDecoder()  # the C decoder: NaN, Infinity and 1e309 come out as non-finite floats, caught below
@@ -59,7 +59,9 @@ class _Stream:
         try:
             self.text += self.decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as error:
-            raise PipelineError(f"{self.path} is not UTF-8 text near byte {self.start_byte + len(self.text.encode()) + error.start}") from None
+            raise PipelineError(
+                f"{self.path} is not UTF-8 text near byte {self.start_byte + len(self.text.encode()) + error.start}"
+            ) from None
         self.eof = not chunk
         return True
 
@@ -78,8 +80,10 @@ class _Stream:
                 return position
 
     def fail(self, position: int, what: str) -> PipelineError:
-        return PipelineError(f"{self.path} is not a Label Studio JSON export (a list of tasks): {what} at byte "
-                             f"{self.byte_offset(position)}")
+        return PipelineError(
+            f"{self.path} is not a Label Studio JSON export (a list of tasks): {what} at byte "
+            f"{self.byte_offset(position)}"
+        )
 
 
 def iter_items(handle: BinaryIO, path: Path) -> Iterator[tuple[Any, bool]]:
@@ -173,7 +177,9 @@ def check_item(position: int, item: Any, strict: bool = False) -> ExportItem:
         return ExportItem(position, None, f"export item {position} is a {type(item).__name__}, not a task object")
     task_id = item.get("id")
     if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 <= task_id < 2**63:
-        return ExportItem(position, None, f"export item {position}: task id {str(task_id)[:40]!r} is not a non-negative integer")
+        return ExportItem(
+            position, None, f"export item {position}: task id {str(task_id)[:40]!r} is not a non-negative integer"
+        )
     task, problems = dict(item), []
     for name in LIST_FIELDS:
         if task.get(name) is not None and not isinstance(task[name], list):
@@ -181,7 +187,9 @@ def check_item(position: int, item: Any, strict: bool = False) -> ExportItem:
             task[name] = []
     if not strict and _problem(task) is not None:
         if isinstance(task.get("annotations"), list):
-            task["annotations"] = [a if (why := _problem(a)) is None else _malformed(a, why) for a in task["annotations"]]
+            task["annotations"] = [
+                a if (why := _problem(a)) is None else _malformed(a, why) for a in task["annotations"]
+            ]
         why = _problem(task)
         if why is not None:
             problems.append(f"{why} outside its annotations")

@@ -71,7 +71,9 @@ class _Transient(Exception):
         self.status = status
 
 
-def origin_headers_from_env(environ: Mapping[str, str] = os.environ, ls_url: str | None = None) -> dict[str, dict[str, str]]:
+def origin_headers_from_env(
+    environ: Mapping[str, str] = os.environ, ls_url: str | None = None
+) -> dict[str, dict[str, str]]:
     """Per-origin request headers from SEGPIPE_ORIGIN_HEADERS; never for the Label Studio origin."""
     text = environ.get(ORIGIN_HEADERS_ENV, "").strip()
     if not text:
@@ -79,13 +81,19 @@ def origin_headers_from_env(environ: Mapping[str, str] = os.environ, ls_url: str
     try:
         raw = json.loads(text)
     except ValueError:
-        raise PipelineError(f"{ORIGIN_HEADERS_ENV} is not JSON; expected {{\"https://origin\": {{\"Header\": \"value\"}}}}") from None
-    if not isinstance(raw, dict) or not all(isinstance(h, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                                        for k, v in h.items()) for h in raw.values()):
+        raise PipelineError(
+            f'{ORIGIN_HEADERS_ENV} is not JSON; expected {{"https://origin": {{"Header": "value"}}}}'
+        ) from None
+    if not isinstance(raw, dict) or not all(
+        isinstance(h, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in h.items())
+        for h in raw.values()
+    ):
         raise PipelineError(f"{ORIGIN_HEADERS_ENV} must map origins to {{header: value}} objects of strings")
     headers = {origin_of(origin): dict(values) for origin, values in raw.items()}
     if ls_url and origin_of(ls_url) in headers:
-        raise PipelineError(f"{ORIGIN_HEADERS_ENV} names the Label Studio origin; its credentials come from LABEL_STUDIO_API_KEY only")
+        raise PipelineError(
+            f"{ORIGIN_HEADERS_ENV} names the Label Studio origin; its credentials come from LABEL_STUDIO_API_KEY only"
+        )
     return headers
 
 
@@ -99,8 +107,9 @@ class ImageFetcher:
     def __init__(self, settings: FetchSettings):
         self.settings = settings
         # trust_env=False: no proxy variables and no ~/.netrc credentials sent to arbitrary hosts.
-        self._http = httpx.Client(timeout=settings.timeout_s, follow_redirects=False, trust_env=False,
-                                  cookies=_no_cookies())
+        self._http = httpx.Client(
+            timeout=settings.timeout_s, follow_redirects=False, trust_env=False, cookies=_no_cookies()
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -131,16 +140,27 @@ class ImageFetcher:
             finally:
                 response.close()
             if not location:
-                raise FetchError(f"{describe_url(target.url)} answered HTTP {response.status_code} without a Location", response.status_code)
+                raise FetchError(
+                    f"{describe_url(target.url)} answered HTTP {response.status_code} without a Location",
+                    response.status_code,
+                )
             try:
-                target = resolve(str(httpx.URL(target.url).join(location)), self.settings.ls_url, self.settings.allowed_origins)
+                target = resolve(
+                    str(httpx.URL(target.url).join(location)), self.settings.ls_url, self.settings.allowed_origins
+                )
             except UnsafeReferenceError as error:
-                raise UnsafeReferenceError(f"{describe_url(target.url)} redirected (HTTP {response.status_code}) "
-                                           f"to a place images are not taken from: {error}") from None
+                raise UnsafeReferenceError(
+                    f"{describe_url(target.url)} redirected (HTTP {response.status_code}) "
+                    f"to a place images are not taken from: {error}"
+                ) from None
             if target.url in seen:
-                raise FetchError(f"redirect loop at {describe_url(target.url)} (after {len(seen)} hops)", response.status_code)
+                raise FetchError(
+                    f"redirect loop at {describe_url(target.url)} (after {len(seen)} hops)", response.status_code
+                )
             if len(seen) > MAX_REDIRECTS:
-                raise FetchError(f"more than {MAX_REDIRECTS} redirects from {describe_url(seen[0])}", response.status_code)
+                raise FetchError(
+                    f"more than {MAX_REDIRECTS} redirects from {describe_url(seen[0])}", response.status_code
+                )
 
     def _headers(self, target: Target, etag: str | None) -> dict[str, str]:
         if target.send_token:
@@ -153,30 +173,43 @@ class ImageFetcher:
 
     def _get(self, target: Target, etag: str | None) -> httpx.Response:
         """Send one request, retrying transient failures; the response is open (streamed)."""
+
         def attempt() -> httpx.Response:
-            response = self._http.send(self._http.build_request("GET", target.url, headers=self._headers(target, etag)), stream=True)
+            response = self._http.send(
+                self._http.build_request("GET", target.url, headers=self._headers(target, etag)), stream=True
+            )
             if response.status_code >= 500 or response.status_code == 429:
                 response.close()
                 raise _Transient(response.status_code)
             return response
 
         started = time.monotonic()
-        retrying = Retrying(retry=retry_if_exception(lambda e: isinstance(e, (_Transient, httpx.TransportError))),
-                            stop=stop_after_delay(self.settings.retry_total_s), wait=wait_exponential(multiplier=0.2, max=5.0),
-                            reraise=True)
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, (_Transient, httpx.TransportError))),
+            stop=stop_after_delay(self.settings.retry_total_s),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            reraise=True,
+        )
         try:
             return retrying(attempt)
         except _Transient as error:
-            raise FetchError(f"{describe_url(target.url)} answered HTTP {error.status} (retried for "
-                             f"{time.monotonic() - started:.1f} s)", error.status) from None
+            raise FetchError(
+                f"{describe_url(target.url)} answered HTTP {error.status} (retried for "
+                f"{time.monotonic() - started:.1f} s)",
+                error.status,
+            ) from None
         except httpx.TransportError as error:
             elapsed = time.monotonic() - started
             server = self.settings.ls_url
             if target.send_token and server and isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)):
-                raise LabelStudioError(f"download {describe_url(target.url)}: cannot reach Label Studio at {server} "
-                                       f"({type(error).__name__}) after retrying for {elapsed:.1f} s; is the server running "
-                                       "and LABEL_STUDIO_URL right?") from None
-            raise FetchError(f"fetching {describe_url(target.url)} failed: {type(error).__name__} (retried for {elapsed:.1f} s)") from None
+                raise LabelStudioError(
+                    f"download {describe_url(target.url)}: cannot reach Label Studio at {server} "
+                    f"({type(error).__name__}) after retrying for {elapsed:.1f} s; is the server running "
+                    "and LABEL_STUDIO_URL right?"
+                ) from None
+            raise FetchError(
+                f"fetching {describe_url(target.url)} failed: {type(error).__name__} (retried for {elapsed:.1f} s)"
+            ) from None
 
     def _read(self, target: Target, response: httpx.Response, etag: str | None) -> Fetched:
         where, status = describe_url(target.url), response.status_code
@@ -189,7 +222,9 @@ class ImageFetcher:
             raise FetchError(f"{where} answered {content_type!r}, not an image; nothing was stored", status)
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.settings.max_bytes:
-            raise FetchError(f"{where} is {int(declared):,} bytes, over the limit of {self.settings.max_bytes:,}", status)
+            raise FetchError(
+                f"{where} is {int(declared):,} bytes, over the limit of {self.settings.max_bytes:,}", status
+            )
         body = bytearray()
         try:
             for chunk in response.iter_bytes():
@@ -200,11 +235,16 @@ class ImageFetcher:
             raise FetchError(f"reading {where} failed: {type(error).__name__}", status) from None
         suffix = image_suffix(bytes(body[:16]))
         if suffix is None:
-            raise FetchError(f"{where} answered content that is not a PNG, JPEG, GIF, BMP, TIFF or WebP image; nothing was stored", status)
+            raise FetchError(
+                f"{where} answered content that is not a PNG, JPEG, GIF, BMP, TIFF or WebP image; nothing was stored",
+                status,
+            )
         return Fetched(bytes(body), response.headers.get("ETag"), suffix)
 
 
-def fetch(reference: object, settings: FetchSettings, *, etag: str | None = None, task_id: int | None = None) -> Fetched:
+def fetch(
+    reference: object, settings: FetchSettings, *, etag: str | None = None, task_id: int | None = None
+) -> Fetched:
     """One image under `settings`, with a connection opened and closed for it (use ImageFetcher for many)."""
     with ImageFetcher(settings) as fetcher:
         return fetcher.fetch(reference, etag, task_id)

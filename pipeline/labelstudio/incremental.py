@@ -30,11 +30,27 @@ import orjson
 from pipeline.atomic import write_json
 from pipeline.labelstudio.client import LabelStudioClient
 
-FINGERPRINT_FIELDS = ("updated_at", "total_annotations", "cancelled_annotations", "total_predictions",
-                      "predictions_model_versions")
+FINGERPRINT_FIELDS = (
+    "updated_at",
+    "total_annotations",
+    "cancelled_annotations",
+    "total_predictions",
+    "predictions_model_versions",
+)
 # Columns the task list would otherwise compute and send for every task (annotation results are megabytes).
-HEAVY_COLUMNS = ("annotations_results", "predictions_results", "annotations_ids", "annotators", "drafts",
-                 "comment_authors", "file_upload", "storage_filename", "data", "avg_lead_time", "predictions_score")
+HEAVY_COLUMNS = (
+    "annotations_results",
+    "predictions_results",
+    "annotations_ids",
+    "annotators",
+    "drafts",
+    "comment_authors",
+    "file_upload",
+    "storage_filename",
+    "data",
+    "avg_lead_time",
+    "predictions_score",
+)
 # The mark is taken from the server's clock (second resolution) before exporting, minus a margin:
 # a task saved while the pull runs is exported again next time rather than missed.
 MARK_MARGIN = timedelta(seconds=5)
@@ -93,17 +109,21 @@ def _after(mark: str) -> list[dict]:
     return [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": mark}]
 
 
-def _task_rows(client: LabelStudioClient, project_id: int, filters: list[dict], page_size: int = 1000) -> dict[int, str]:
+def _task_rows(
+    client: LabelStudioClient, project_id: int, filters: list[dict], page_size: int = 1000
+) -> dict[int, str]:
     """{task id: fingerprint} of the project's tasks matching `filters` (all when empty), light rows only."""
     hidden = [f"tasks:{column}" for column in HEAVY_COLUMNS]
-    query = json.dumps({"hiddenColumns": {"explore": hidden, "labeling": hidden},
-                        "filters": {"conjunction": "and", "items": filters}})
+    query = json.dumps(
+        {"hiddenColumns": {"explore": hidden, "labeling": hidden}, "filters": {"conjunction": "and", "items": filters}}
+    )
     fingerprints: dict[int, str] = {}
     page = 1
     while True:
         params = {"project": project_id, "page": page, "page_size": page_size, "fields": "task_only", "query": query}
-        body = client.call(f"list tasks of project {project_id} (page {page})", client.request, "GET",
-                           "/api/tasks", params=params).json()
+        body = client.call(
+            f"list tasks of project {project_id} (page {page})", client.request, "GET", "/api/tasks", params=params
+        ).json()
         for task in body["tasks"]:
             fingerprints[int(task["id"])] = json.dumps([task.get(field) for field in FINGERPRINT_FIELDS])
         if not body["tasks"] or page * page_size >= body["total"]:
@@ -118,9 +138,17 @@ def task_fingerprints(client: LabelStudioClient, project_id: int) -> dict[int, s
 
 def export_selected(client: LabelStudioClient, project_id: int, task_ids: list[int]) -> Iterator[bytes]:
     """The JSON export of just `task_ids` (a temporary data-manager view selects them), streamed."""
-    view = client.call(f"create a selection view in project {project_id}", client.request, "POST", "/api/dm/views/",
-                       json={"project": project_id, "selected_items": {"all": False, "included": task_ids},
-                             "data": {"filters": {"conjunction": "and", "items": []}}}).json()
+    view = client.call(
+        f"create a selection view in project {project_id}",
+        client.request,
+        "POST",
+        "/api/dm/views/",
+        json={
+            "project": project_id,
+            "selected_items": {"all": False, "included": task_ids},
+            "data": {"filters": {"conjunction": "and", "items": []}},
+        },
+    ).json()
     try:
         yield from client.export_tasks(project_id, task_filter_options={"view": view["id"]})
     finally:

@@ -45,8 +45,9 @@ from pipeline.labelstudio.regions import (
 )
 
 LABELS_TYPE = "labels"
-IGNORED_TYPES = frozenset({"keypointlabels", "keypoint", "choices", "textarea", "relation", "rating", "number",
-                           "datetime", "taxonomy"})
+IGNORED_TYPES = frozenset(
+    {"keypointlabels", "keypoint", "choices", "textarea", "relation", "rating", "number", "datetime", "taxonomy"}
+)
 SUPPORTED = sorted({*GEOMETRY_OF_TYPE, LABELS_TYPE})
 
 
@@ -71,8 +72,8 @@ class Region:
     """The results of one region id: where its shape is and which label(s) it got."""
 
     id: str
-    shape: tuple[int, Mapping] | None = None        # (position, result) holding the geometry
-    label_sources: list[tuple[int, Mapping, str]] | None = None   # (position, result, value key)
+    shape: tuple[int, Mapping] | None = None  # (position, result) holding the geometry
+    label_sources: list[tuple[int, Mapping, str]] | None = None  # (position, result, value key)
     dropped: bool = False
 
 
@@ -124,8 +125,9 @@ def _skip_reason(result: Mapping, rtype: str, to_name: str | None, from_names: C
     return None
 
 
-def group_regions(results: object, to_name: str | None = None,
-                  from_names: Collection[str] | None = None) -> tuple[list[Region], Counter]:
+def group_regions(
+    results: object, to_name: str | None = None, from_names: Collection[str] | None = None
+) -> tuple[list[Region], Counter]:
     """Pair the results into regions (by id, in order of first appearance); count what is not painted."""
     if not isinstance(results, (list, tuple)):
         raise ResultError(f"the result must be a list of regions, got {type(results).__name__}")
@@ -144,9 +146,13 @@ def group_regions(results: object, to_name: str | None = None,
             ignored[reason] += 1
             continue
         if rtype not in SUPPORTED:
-            raise region_error(index, result, f"result type {rtype!r} is not supported; painted types are "
-                                              f"{', '.join(SUPPORTED)}; ignored: {', '.join(sorted(IGNORED_TYPES))}. "
-                                              "Remove the region or change the label config")
+            raise region_error(
+                index,
+                result,
+                f"result type {rtype!r} is not supported; painted types are "
+                f"{', '.join(SUPPORTED)}; ignored: {', '.join(sorted(IGNORED_TYPES))}. "
+                "Remove the region or change the label config",
+            )
         if not isinstance(result.get("from_name"), str):
             raise region_error(index, result, "missing key 'from_name' (or it is not a string)")
         region = regions.setdefault(_region_id(index, result), Region(_region_id(index, result), label_sources=[]))
@@ -172,17 +178,25 @@ def region_label(region: Region) -> str:
     """The one label of a region, from its labelled tool, its `labels` partner or its own `labels`."""
     if region.shape is None:
         index, result, _ = region.label_sources[0] if region.label_sources else (0, {}, "")
-        raise region_error(index, result, "has a label but no shape: a <Labels> result only names the label of a "
-                                          "region drawn with a tool (Brush, Polygon, ...) of the same region id; draw "
-                                          "the region with a tool in the editor, or delete the label, and resubmit")
+        raise region_error(
+            index,
+            result,
+            "has a label but no shape: a <Labels> result only names the label of a "
+            "region drawn with a tool (Brush, Polygon, ...) of the same region id; draw "
+            "the region with a tool in the editor, or delete the label, and resubmit",
+        )
     index, result = region.shape
     value = result.get("value")
     if not isinstance(value, Mapping):
         missing = "value" not in result
-        raise region_error(index, result, "missing key 'value'" if missing else f"'value' is {value!r:.40}, expected an object")
+        raise region_error(
+            index, result, "missing key 'value'" if missing else f"'value' is {value!r:.40}, expected an object"
+        )
     rtype = result.get("type")
     if rtype.endswith("labels") and rtype != LABELS_TYPE and rtype not in value and not region.label_sources:
-        raise region_error(index, result, f"missing key 'value.{rtype}': the region has no label; pick one and resubmit")
+        raise region_error(
+            index, result, f"missing key 'value.{rtype}': the region has no label; pick one and resubmit"
+        )
     labels: list[str] = []
     for index, result, key in region.label_sources:
         found = result["value"][key]
@@ -194,8 +208,12 @@ def region_label(region: Region) -> str:
         labels += [label for label in found if label not in labels]
     index, result = region.shape
     if not labels:
-        raise region_error(index, result, f"drawn with <{result.get('from_name')}> but has no label (empty label list); "
-                                          "select the region in the editor, pick one label and resubmit")
+        raise region_error(
+            index,
+            result,
+            f"drawn with <{result.get('from_name')}> but has no label (empty label list); "
+            "select the region in the editor, pick one label and resubmit",
+        )
     if len(labels) > 1:
         raise region_error(index, result, f"holds {len(labels)} labels {labels!r:.80}; a region must have exactly one")
     return labels[0]
@@ -226,9 +244,11 @@ def annotation_to_label_map(
     painted_regions = [r for r in regions if not r.dropped]
     if not painted_regions:
         kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(ignored.items()))
-        raise ResultError(f"nothing to paint: the result holds no segmentation region, only {kinds} (counted, not "
-                          "painted); draw the regions with a brush, polygon, rectangle or ellipse tool, or leave the "
-                          "annotation out (it gives no label map)")
+        raise ResultError(
+            f"nothing to paint: the result holds no segmentation region, only {kinds} (counted, not "
+            "painted); draw the regions with a brush, polygon, rectangle or ellipse tool, or leave the "
+            "annotation out (it gives no label map)"
+        )
     size = (height, width) if height is not None else None
     canvas = None
     for region in regions:
@@ -240,7 +260,9 @@ def annotation_to_label_map(
             size, size_from = region_size, f"region {region.id!r}"
         elif region_size != size:
             where = "the image" if height is not None else size_from
-            reason = f"original size {region_size[1]}x{region_size[0]} differs from the size {size[1]}x{size[0]} of {where}"
+            reason = (
+                f"original size {region_size[1]}x{region_size[0]} differs from the size {size[1]}x{size[0]} of {where}"
+            )
             raise region_error(index, result, reason)
         if not region.dropped and label not in ids:
             raise region_error(index, result, f"label {label!r} is not a class; valid names: {', '.join(classes)}")
@@ -248,8 +270,12 @@ def annotation_to_label_map(
         if canvas is None:
             canvas = Canvas.blank(size, unlabeled_value)
         canvas.paint(coverage, IGNORE if region.dropped else ids[label], region.dropped)
-    return LabelMapResult(canvas.finish(unlabeled_value), len(painted_regions), np.count_nonzero(canvas.overlap),
-                          dict(sorted(ignored.items())))
+    return LabelMapResult(
+        canvas.finish(unlabeled_value),
+        len(painted_regions),
+        np.count_nonzero(canvas.overlap),
+        dict(sorted(ignored.items())),
+    )
 
 
 @dataclass
@@ -271,8 +297,14 @@ class Canvas:
         if dropped:
             self.dropped[rows] |= coverage.values >= coverage.threshold
             return
-        _paint(self.label_map[rows].ravel(), self.painted[rows].ravel(), self.overlap[rows].ravel(),
-               coverage.values.ravel(), coverage.threshold, class_id)
+        _paint(
+            self.label_map[rows].ravel(),
+            self.painted[rows].ravel(),
+            self.overlap[rows].ravel(),
+            coverage.values.ravel(),
+            coverage.threshold,
+            class_id,
+        )
 
     def finish(self, unlabeled_value: int) -> np.ndarray:
         """The label map, with 255 where only a dropped region is: what it covered is unknown, not unpainted."""
@@ -281,8 +313,9 @@ class Canvas:
 
 
 @numba.njit(cache=True, nogil=True)
-def _paint(label_map: np.ndarray, painted: np.ndarray, overlap: np.ndarray, values: np.ndarray, threshold: int,
-           class_id: int) -> None:
+def _paint(
+    label_map: np.ndarray, painted: np.ndarray, overlap: np.ndarray, values: np.ndarray, threshold: int, class_id: int
+) -> None:
     """Draw one region (flat views, in place): the pixels whose values reach threshold.
 
     Marks pixels another class had painted already. Painting is tracked apart from the map

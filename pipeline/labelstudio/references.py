@@ -41,9 +41,9 @@ class Target:
     """A reference that may be fetched: the URL, its shape, and whether the LS token goes with it."""
 
     url: str
-    kind: str                        # upload | local-files | storage | external
+    kind: str  # upload | local-files | storage | external
     send_token: bool
-    local_path: str | None = None    # local-files: the path relative to the document root
+    local_path: str | None = None  # local-files: the path relative to the document root
 
 
 def origin_of(url: str) -> str:
@@ -108,7 +108,7 @@ def _label_studio_target(reference: str, absolute: str, base_path: str) -> Targe
     parts = urlsplit(absolute)
     path = unquote(parts.path)
     if base_path and path.startswith(base_path + "/"):
-        path = path[len(base_path):]
+        path = path[len(base_path) :]
     if "\x00" in path or "\\" in path or ".." in path.split("/") or "//" in path:
         raise _refuse(reference, "its path climbs out of where images live")
     clean = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
@@ -124,16 +124,23 @@ def _label_studio_target(reference: str, absolute: str, base_path: str) -> Targe
         if len(query.get("fileuri", [])) != 1:
             raise _refuse(reference, "a storage route needs exactly one fileuri=")
         return Target(clean, "storage", True)
-    raise _refuse(reference, f"{path[:80]!r} on the Label Studio server is not where images live "
-                             "(uploads, local files, storage routes); it may be the API")
+    raise _refuse(
+        reference,
+        f"{path[:80]!r} on the Label Studio server is not where images live "
+        "(uploads, local files, storage routes); it may be the API",
+    )
 
 
-def resolve(reference: object, ls_url: str | None, allowed_origins: tuple[str, ...] = (), task_id: int | None = None) -> Target:
+def resolve(
+    reference: object, ls_url: str | None, allowed_origins: tuple[str, ...] = (), task_id: int | None = None
+) -> Target:
     """The Target of a task's image reference (or of a redirect's absolute URL); UnsafeReferenceError if refused."""
     try:
         return _resolve(reference, ls_url, allowed_origins, task_id)
     except ValueError as error:  # urllib's own complaints: an unbalanced IPv6 bracket, a bad port
-        raise UnsafeReferenceError(f"image reference {str(reference)[:80]!r} refused: not a valid URL ({error})") from None
+        raise UnsafeReferenceError(
+            f"image reference {str(reference)[:80]!r} refused: not a valid URL ({error})"
+        ) from None
 
 
 def _resolve(reference: object, ls_url: str | None, allowed_origins: tuple[str, ...], task_id: int | None) -> Target:
@@ -159,5 +166,8 @@ def _resolve(reference: object, ls_url: str | None, allowed_origins: tuple[str, 
         return _label_studio_target(reference, absolute, urlsplit(ls_url).path.rstrip("/"))
     if origin in {origin_of(o) for o in allowed_origins}:
         return Target(urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, "")), "external", False)
-    raise _refuse(reference, f"it is on {origin}, neither the Label Studio server nor in pull.allowed_origins "
-                             "(add the origin there if it is trusted)")
+    raise _refuse(
+        reference,
+        f"it is on {origin}, neither the Label Studio server nor in pull.allowed_origins "
+        "(add the origin there if it is trusted)",
+    )

@@ -102,9 +102,7 @@ def _side(index: int, result: Mapping, key: str) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # some tools write 640.0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIDE:
-        raise region_error(
-            index, result, f"{key} is {value!r:.40}, expected a whole number in 1..{MAX_SIDE}"
-        )
+        raise region_error(index, result, f"{key} is {value!r:.40}, expected a whole number in 1..{MAX_SIDE}")
     return value
 
 
@@ -127,15 +125,26 @@ class Coverage:
 
 
 GEOMETRY_OF_TYPE = {
-    "brushlabels": "brush", "brush": "brush", "magicwand": "brush",
-    "polygonlabels": "polygon", "polygon": "polygon",
-    "rectanglelabels": "rectangle", "rectangle": "rectangle",
-    "ellipselabels": "ellipse", "ellipse": "ellipse",
-    "bitmasklabels": "bitmask", "bitmask": "bitmask",
+    "brushlabels": "brush",
+    "brush": "brush",
+    "magicwand": "brush",
+    "polygonlabels": "polygon",
+    "polygon": "polygon",
+    "rectanglelabels": "rectangle",
+    "rectangle": "rectangle",
+    "ellipselabels": "ellipse",
+    "ellipse": "ellipse",
+    "bitmasklabels": "bitmask",
+    "bitmask": "bitmask",
 }
 # A `labels` result may carry its region's shape in its own value: the keys tell which shape.
-GEOMETRY_KEYS = (("rle", "brush"), ("imageDataURL", "bitmask"), ("points", "polygon"), ("radiusX", "ellipse"),
-                 ("width", "rectangle"))
+GEOMETRY_KEYS = (
+    ("rle", "brush"),
+    ("imageDataURL", "bitmask"),
+    ("points", "polygon"),
+    ("radiusX", "ellipse"),
+    ("width", "rectangle"),
+)
 
 
 def geometry_of(result: Mapping) -> str | None:
@@ -167,8 +176,9 @@ def check_rotation(index: int, result: Mapping) -> None:
         )
 
 
-def region_coverage(index: int, result: Mapping, geometry: str, height: int, width: int,
-                    brush_threshold: int = BRUSH_ALPHA_THRESHOLD) -> Coverage:
+def region_coverage(
+    index: int, result: Mapping, geometry: str, height: int, width: int, brush_threshold: int = BRUSH_ALPHA_THRESHOLD
+) -> Coverage:
     """The pixels of a region drawing `geometry` on an image of `height` x `width`.
 
     Raises ResultError on a bad RLE, PNG or geometry, or when the region covers no pixel.
@@ -196,8 +206,11 @@ def region_coverage(index: int, result: Mapping, geometry: str, height: int, wid
         mask = fill_ellipse(cx * w / 100, cy * h / 100, rx * w / 100, ry * h / 100, angle, h, w)
         coverage = Coverage(mask.view(np.uint8), 1)
     if coverage.values.max(initial=0) < coverage.threshold:
-        why = (f"no pixel has alpha >= {brush_threshold} (validate.brush_alpha_threshold)"
-               if geometry in ("brush", "bitmask") else "outside it or thinner than a pixel")
+        why = (
+            f"no pixel has alpha >= {brush_threshold} (validate.brush_alpha_threshold)"
+            if geometry in ("brush", "bitmask")
+            else "outside it or thinner than a pixel"
+        )
         raise region_error(i, result, f"covers no pixel of the {w}x{h} image ({why}); delete it")
     return coverage
 
@@ -217,7 +230,9 @@ def bitmask_alpha(index: int, result: Mapping, value: Mapping, height: int, widt
         raise region_error(index, result, "value.imageDataURL does not hold a PNG")
     png_width, png_height = struct.unpack(">II", content[16:24])
     if (png_height, png_width) != (height, width):
-        raise region_error(index, result, f"the bitmask PNG is {png_width}x{png_height}, expected the image's {width}x{height}")
+        raise region_error(
+            index, result, f"the bitmask PNG is {png_width}x{png_height}, expected the image's {width}x{height}"
+        )
     image = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise region_error(index, result, "value.imageDataURL holds a damaged PNG")
@@ -335,9 +350,7 @@ def _scanline_band(points: np.ndarray, height: int, width: int) -> tuple[int, np
     return top, band
 
 
-def fill_ellipse(
-    cx: float, cy: float, rx: float, ry: float, rotation: float, height: int, width: int
-) -> np.ndarray:
+def fill_ellipse(cx: float, cy: float, rx: float, ry: float, rotation: float, height: int, width: int) -> np.ndarray:
     """(H, W) bool: pixels whose centre is inside or on an ellipse (pixel units).
 
     Centre (cx, cy), radii rx, ry > 0, turned `rotation` degrees clockwise about the centre.

@@ -44,8 +44,10 @@ def label_map_to_brush_results(
     """
     class_ids(classes)
     if not isinstance(label_map, np.ndarray) or label_map.ndim != 2 or label_map.dtype != np.uint8:
-        raise ResultError(f"label map must be a 2-D uint8 array, got {getattr(label_map, 'shape', None)} "
-                          f"{getattr(label_map, 'dtype', type(label_map).__name__)}")
+        raise ResultError(
+            f"label map must be a 2-D uint8 array, got {getattr(label_map, 'shape', None)} "
+            f"{getattr(label_map, 'dtype', type(label_map).__name__)}"
+        )
     height, width = label_map.shape
     check_size(height, width)
     present = np.flatnonzero(np.bincount(label_map.ravel(), minlength=256))
@@ -58,16 +60,18 @@ def label_map_to_brush_results(
     out = []
     for class_id in (int(v) for v in present if v < len(classes) and v != ignore_value):
         mask = np.where(label_map == class_id, np.uint8(255), np.uint8(0))
-        out.append({
-            "id": region_id(task_id, from_name, classes[class_id]),
-            "type": "brushlabels",
-            "from_name": from_name,
-            "to_name": to_name,
-            "original_width": width,
-            "original_height": height,
-            "image_rotation": 0,
-            "value": {"format": "rle", "rle": encode(mask), "brushlabels": [classes[class_id]]},
-        })
+        out.append(
+            {
+                "id": region_id(task_id, from_name, classes[class_id]),
+                "type": "brushlabels",
+                "from_name": from_name,
+                "to_name": to_name,
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": encode(mask), "brushlabels": [classes[class_id]]},
+            }
+        )
     return out
 
 
@@ -103,14 +107,16 @@ def label_map_to_polygon_results(
             centre = simple.mean(0)
             points = simple + 0.5 + 0.5 * np.sign(simple - centre)
             percent = np.stack([points[:, 0] * 100.0 / width, points[:, 1] * 100.0 / height], 1)
-            out.append({
-                "id": region_id(task_id, from_name, f"{name}#{order}"),
-                "type": "polygonlabels",
-                "from_name": from_name,
-                "to_name": to_name,
-                "original_width": width,
-                "original_height": height,
-                "image_rotation": 0,
-                "value": {"points": np.round(percent, 4).tolist(), "polygonlabels": [name], "closed": True},
-            })
+            out.append(
+                {
+                    "id": region_id(task_id, from_name, f"{name}#{order}"),
+                    "type": "polygonlabels",
+                    "from_name": from_name,
+                    "to_name": to_name,
+                    "original_width": width,
+                    "original_height": height,
+                    "image_rotation": 0,
+                    "value": {"points": np.round(percent, 4).tolist(), "polygonlabels": [name], "closed": True},
+                }
+            )
     return out

@@ -92,9 +92,7 @@ def _mask_pixels(mask) -> np.ndarray:
     """Check a mask and return its pixels: (H * W,) uint8, C order like the SDK's ``ravel``."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise RLEError(
-            f"expected a 2-D (height, width) mask, got shape {mask.shape}; pass one label map at a time"
-        )
+        raise RLEError(f"expected a 2-D (height, width) mask, got shape {mask.shape}; pass one label map at a time")
     if mask.dtype.kind not in "iu":
         raise RLEError(
             f"expected an integer mask with values 0..255, got dtype {mask.dtype}; convert it with astype(np.uint8)"

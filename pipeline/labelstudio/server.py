@@ -57,12 +57,15 @@ class RunningServer:
     credentials: Credentials
     data_dir: Path
     document_root: Path
-    local_ml_backends: bool = False   # may call ML backends on 127.0.0.1
+    local_ml_backends: bool = False  # may call ML backends on 127.0.0.1
 
     def env(self) -> dict[str, str]:
         """The variables the pipeline reads to reach this server (and to check local-files paths here)."""
-        return {"LABEL_STUDIO_URL": self.url, "LABEL_STUDIO_API_KEY": self.credentials.token,
-                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root.resolve())}
+        return {
+            "LABEL_STUDIO_URL": self.url,
+            "LABEL_STUDIO_API_KEY": self.credentials.token,
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root.resolve()),
+        }
 
 
 def find_label_studio() -> Path:
@@ -86,7 +89,9 @@ def load_or_create_credentials(data_dir: Path) -> Credentials:
         try:
             return Credentials(**json.loads(path.read_text()))
         except (ValueError, TypeError) as error:
-            raise ServerError(f"{path} is not a credentials file ({error}); delete the folder {data_dir} to start afresh") from error
+            raise ServerError(
+                f"{path} is not a credentials file ({error}); delete the folder {data_dir} to start afresh"
+            ) from error
     data_dir.mkdir(parents=True, exist_ok=True)
     credentials = Credentials(ADMIN_EMAIL, secrets.token_urlsafe(12), secrets.token_hex(20))
     temporary = path.with_suffix(".tmp")
@@ -125,7 +130,13 @@ def database_environment(database: str | None) -> dict[str, str]:
         port = parts.port or 5432
     except ValueError:
         port = None
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not name or not parts.username or port is None:
+    if (
+        parts.scheme not in ("postgresql", "postgres")
+        or not parts.hostname
+        or not name
+        or not parts.username
+        or port is None
+    ):
         raise ServerError(f"--database must look like postgresql://USER@HOST:PORT/NAME, got {redact(database)!r}")
     return {
         "DJANGO_DB": "postgresql",
@@ -146,15 +157,23 @@ def redact(database: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
-def server_environment(data_dir: Path, document_root: Path, credentials: Credentials,
-                       local_ml_backends: bool = False, database: str | None = None) -> dict[str, str]:
+def server_environment(
+    data_dir: Path,
+    document_root: Path,
+    credentials: Credentials,
+    local_ml_backends: bool = False,
+    database: str | None = None,
+) -> dict[str, str]:
     """Environment for an offline, non-interactive Label Studio with a known admin and token.
 
     `local_ml_backends` lets the server call an ML backend on 127.0.0.1 (Label Studio refuses
     private addresses by default: `POST /api/ml/` answers 403). `database`: a PostgreSQL URL.
     """
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LABEL_STUDIO_", "POSTGRE_", "DJANGO_DB"))
+    }
     environment.update(database_environment(database))
     environment.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir.resolve()),
@@ -205,13 +224,17 @@ def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: 
     delay = 0.1
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerError(f"label-studio exited with code {process.returncode} before {url} became healthy; see {log_path}:\n{_tail(log_path)}")
+            raise ServerError(
+                f"label-studio exited with code {process.returncode} before {url} became healthy; see {log_path}:\n{_tail(log_path)}"
+            )
         if is_healthy(url):
             return
         time.sleep(delay)  # polling a starting process: no event to wait on
         delay = min(delay * 1.5, 1.0)
     _terminate(process.pid)
-    raise ServerError(f"label-studio did not answer {url}/health within {timeout:.0f} s; see {log_path}:\n{_tail(log_path)}")
+    raise ServerError(
+        f"label-studio did not answer {url}/health within {timeout:.0f} s; see {log_path}:\n{_tail(log_path)}"
+    )
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -257,8 +280,10 @@ def start(
     existing = running_server(data_dir)
     if existing is not None:
         if local_ml_backends and not existing.local_ml_backends:
-            raise ServerError(f"the Label Studio running from {data_dir} was started without local ML backends allowed; "
-                              f"stop it (python -m pipeline serve --stop --data-dir {data_dir}) and start it again")
+            raise ServerError(
+                f"the Label Studio running from {data_dir} was started without local ML backends allowed; "
+                f"stop it (python -m pipeline serve --stop --data-dir {data_dir}) and start it again"
+            )
         return existing
     if not port_is_free(host, port):
         raise ServerError(f"port {port} on {host} is busy; stop what listens there or pass another port (--port)")
@@ -280,8 +305,13 @@ def start(
             start_new_session=True,  # its own process group, so stop() takes its children too
         )
     _wait_healthy(url, process, log_path, timeout)
-    record = {"pid": process.pid, "url": url, "document_root": str(document_root), "local_ml_backends": local_ml_backends,
-              "database": redact(database) if database else "sqlite"}
+    record = {
+        "pid": process.pid,
+        "url": url,
+        "document_root": str(document_root),
+        "local_ml_backends": local_ml_backends,
+        "database": redact(database) if database else "sqlite",
+    }
     _pid_file(data_dir).write_text(json.dumps(record))
     return RunningServer(url, process.pid, credentials, data_dir, document_root, local_ml_backends)
 

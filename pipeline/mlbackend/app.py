@@ -67,11 +67,17 @@ def _auth_dependency(backend: Backend):
         if backend.basic_auth is None:
             return
         user, password = backend.basic_auth
-        good = credentials is not None and secrets.compare_digest(credentials.username.encode(), user.encode()) \
+        good = (
+            credentials is not None
+            and secrets.compare_digest(credentials.username.encode(), user.encode())
             and secrets.compare_digest(credentials.password.encode(), password.encode())
+        )
         if not good:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "basic auth required: the user and password set for this backend",
-                                headers={"WWW-Authenticate": "Basic"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "basic auth required: the user and password set for this backend",
+                headers={"WWW-Authenticate": "Basic"},
+            )
 
     return check
 
@@ -85,8 +91,14 @@ def predict_tasks(backend: Backend, tasks: list[Any], label_config: str | None =
     predictor = backend.model.current()
     images = fetch_task_images(tasks, field, backend.source, backend.cache, backend.fetch_workers)
     usable = [image for image in images if image.path is not None and isinstance(image.task_id, int)]
-    records = predict_files(predictor, [image.path for image in usable], [image.task_id for image in usable],
-                            target.from_name, target.to_name, backend.batch_size)
+    records = predict_files(
+        predictor,
+        [image.path for image in usable],
+        [image.task_id for image in usable],
+        target.from_name,
+        target.to_name,
+        backend.batch_size,
+    )
     by_task = {record["task"]: record for record in records}
     results, errors = [], []
     for image in images:
@@ -95,7 +107,9 @@ def predict_tasks(backend: Backend, tasks: list[Any], label_config: str | None =
             errors.append(image.error or f"task {image.task_id}: no integer task id")
             results.append([])  # no prediction for this task; Label Studio still matches the others by position
         else:
-            results.append({"result": record["result"], "score": record["score"], "model_version": record["model_version"]})
+            results.append(
+                {"result": record["result"], "score": record["score"], "model_version": record["model_version"]}
+            )
     return {"results": results, "model_version": predictor.version, "errors": errors}
 
 
@@ -113,8 +127,12 @@ def create_app(backend: Backend) -> FastAPI:
     @app.get("/health")
     def health() -> dict:
         counters["health_requests"] += 1
-        return {"status": "UP", "model_class": "segpipe", "model_version": backend.model.describe()["model_version"],
-                "training": backend.training.status()["state"]}
+        return {
+            "status": "UP",
+            "model_class": "segpipe",
+            "model_version": backend.model.describe()["model_version"],
+            "training": backend.training.status()["state"],
+        }
 
     @app.post("/setup")
     def setup(_request: SetupRequest) -> dict:

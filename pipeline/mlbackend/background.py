@@ -47,8 +47,14 @@ def start_backend(folder: Path, environment: dict[str, str], model: Path = Path(
     port, log_path = free_port(), folder / "backend.log"
     command = [sys.executable, "-m", "pipeline", "ml-backend", "--connect", "--model", str(model), "--port", str(port)]
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, env={**os.environ, **environment}, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     record = {"pid": process.pid, "url": f"http://127.0.0.1:{port}", "log": str(log_path)}
     deadline = time.monotonic() + START_TIMEOUT_S
     while "ml-backend: connected" not in log_path.read_text(errors="replace"):

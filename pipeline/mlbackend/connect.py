@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pipeline.errors import LabelStudioError
 from pipeline.labelstudio.client import LabelStudioClient
 
+
 @dataclass(frozen=True)
 class Connection:
     """A backend entry of a project: its id in Label Studio and the model version it announced."""
@@ -30,26 +31,50 @@ class Connection:
     auth: dict = field(default_factory=dict, repr=False)  # sent again on every update (Label Studio re-checks)
 
 
-def connect(client: LabelStudioClient, project_id: int, url: str, version: str,
-            basic_auth: tuple[str, str] | None = None) -> Connection:
+def connect(
+    client: LabelStudioClient, project_id: int, url: str, version: str, basic_auth: tuple[str, str] | None = None
+) -> Connection:
     """Add (or update) the ML backend at `url`, titled `version`, and make it the project's shown version."""
     title = version
     auth = _auth_fields(basic_auth)
-    existing = [b for b in client.call(f"list ML backends of project {project_id}", client.sdk.ml.list, project=project_id)
-                if (b.url or "").rstrip("/") == url.rstrip("/")]
+    existing = [
+        b
+        for b in client.call(f"list ML backends of project {project_id}", client.sdk.ml.list, project=project_id)
+        if (b.url or "").rstrip("/") == url.rstrip("/")
+    ]
     what = f"connect the ML backend {url} to project {project_id}"
     try:
         if existing:
-            backend = client.call(what, client.sdk.ml.update, id=existing[0].id, url=url, title=title, project=project_id,
-                                  is_interactive=False, auto_update=True, **auth)
+            backend = client.call(
+                what,
+                client.sdk.ml.update,
+                id=existing[0].id,
+                url=url,
+                title=title,
+                project=project_id,
+                is_interactive=False,
+                auto_update=True,
+                **auth,
+            )
         else:
-            backend = client.call(what, client.sdk.ml.create, url=url, project=project_id, title=title,
-                                  is_interactive=False, auto_update=True, **auth)
+            backend = client.call(
+                what,
+                client.sdk.ml.create,
+                url=url,
+                project=project_id,
+                title=title,
+                is_interactive=False,
+                auto_update=True,
+                **auth,
+            )
     except LabelStudioError as error:
         if error.status == 403:
-            raise LabelStudioError(f"{error}. Label Studio refuses ML backends on private addresses unless started with "
-                                   "ML_BLOCK_LOCAL_IP=false SSRF_PROTECTION_ENABLED=false (python -m pipeline serve "
-                                   "--local-ml-backends does it)", 403) from None
+            raise LabelStudioError(
+                f"{error}. Label Studio refuses ML backends on private addresses unless started with "
+                "ML_BLOCK_LOCAL_IP=false SSRF_PROTECTION_ENABLED=false (python -m pipeline serve "
+                "--local-ml-backends does it)",
+                403,
+            ) from None
         raise
     client.set_model_version(project_id, title)
     return Connection(backend.id, project_id, url, backend.model_version or None, auth)
@@ -57,10 +82,15 @@ def connect(client: LabelStudioClient, project_id: int, url: str, version: str,
 
 def rename(client: LabelStudioClient, connection: Connection, version: str) -> None:
     """Retitle the backend entry with a new version (Label Studio re-checks /health and /setup)."""
-    client.call(f"rename the ML backend {connection.backend_id} to {version}", client.sdk.ml.update,
-                id=connection.backend_id, url=connection.url, project=connection.project_id, title=version,
-                **connection.auth)
-
+    client.call(
+        f"rename the ML backend {connection.backend_id} to {version}",
+        client.sdk.ml.update,
+        id=connection.backend_id,
+        url=connection.url,
+        project=connection.project_id,
+        title=version,
+        **connection.auth,
+    )
 
 
 def _auth_fields(basic_auth: tuple[str, str] | None) -> dict:

@@ -25,7 +25,9 @@ class TaskImage:
     error: str | None
 
 
-def fetch_task_images(tasks: list[dict], field: ImageField, source: ImageSource, cache: Path, workers: int = 4) -> list[TaskImage]:
+def fetch_task_images(
+    tasks: list[dict], field: ImageField, source: ImageSource, cache: Path, workers: int = 4
+) -> list[TaskImage]:
     """One TaskImage per task, in order; the server being unreachable raises (LabelStudioError)."""
     cache.mkdir(parents=True, exist_ok=True)
 
@@ -33,7 +35,9 @@ def fetch_task_images(tasks: list[dict], field: ImageField, source: ImageSource,
         task_id = task.get("id") if isinstance(task, dict) else None
         if not isinstance(task, dict):
             return TaskImage(None, None, f"a task is not an object: {str(task)[:80]}")
-        record = fetch_image(image_reference(task, field), None, source, cache, task_id if isinstance(task_id, int) else None)
+        record = fetch_image(
+            image_reference(task, field), None, source, cache, task_id if isinstance(task_id, int) else None
+        )
         if record.get("file"):
             return TaskImage(task_id, cache / record["file"], None)
         return TaskImage(task_id, None, f"task {task_id}: {record.get('error')}")

@@ -75,5 +75,10 @@ class ServedModel:
     def describe(self) -> dict:
         """Model facts for /status, without loading anything."""
         current = self._current
-        return {"checkpoint": str(self.checkpoint), "model_version": current.version if current else None,
-                "device": str(current.device) if current else None, "loads": self.loads, "error": self.last_error}
+        return {
+            "checkpoint": str(self.checkpoint),
+            "model_version": current.version if current else None,
+            "device": str(current.device) if current else None,
+            "loads": self.loads,
+            "error": self.last_error,
+        }

@@ -27,7 +27,6 @@ from pipeline.mlbackend.training import TrainingJob
 from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams, PullParams
 from pipeline.stages.pull import image_source
 
-
 RENAME_ATTEMPTS = 3
 
 
@@ -38,7 +37,7 @@ class ServeOptions:
     model: Path
     host: str = "127.0.0.1"
     port: int = 9090
-    url: str | None = None                 # the address Label Studio uses (default http://HOST:PORT)
+    url: str | None = None  # the address Label Studio uses (default http://HOST:PORT)
     train_command: str = "dvc repro train"
     train_log: Path = Path(".segpipe/ml-backend/train.log")
     cache: Path = Path(".segpipe/ml-backend/images")
@@ -57,19 +56,37 @@ def basic_auth_from_env() -> tuple[str, str] | None:
     return (user, password) if user else None
 
 
-def build_backend(options: ServeOptions, base: BaseParams, ls: LabelStudioParams, pull: PullParams,
-                  pre: PreannotateParams, client: LabelStudioClient | None) -> Backend:
+def build_backend(
+    options: ServeOptions,
+    base: BaseParams,
+    ls: LabelStudioParams,
+    pull: PullParams,
+    pre: PreannotateParams,
+    client: LabelStudioClient | None,
+) -> Backend:
     """The Backend with its model already loaded (Label Studio's first /health must not wait for it)."""
     model = ServedModel(options.model, base.names, pre.model_name, pre.device, pre.threads)
     model.current()
     source = image_source(client, pull)
-    training = TrainingJob(options.train_command, options.train_log, options.workdir, on_finish=lambda _code: model.announce())
-    return Backend(model, source, options.cache, ls.image_tag, pre.brush_tag, pre.batch_size, training,
-                   basic_auth_from_env(), max(1, pull.workers))
+    training = TrainingJob(
+        options.train_command, options.train_log, options.workdir, on_finish=lambda _code: model.announce()
+    )
+    return Backend(
+        model,
+        source,
+        options.cache,
+        ls.image_tag,
+        pre.brush_tag,
+        pre.batch_size,
+        training,
+        basic_auth_from_env(),
+        max(1, pull.workers),
+    )
 
 
 def follow_versions(backend: Backend, client: LabelStudioClient, connection: Connection) -> None:
     """Retitle the backend entry (and so the project's model_version) with each new checkpoint's version."""
+
     def activate(version: str) -> None:
         for attempt in range(RENAME_ATTEMPTS):
             try:
@@ -77,14 +94,24 @@ def follow_versions(backend: Backend, client: LabelStudioClient, connection: Con
                 return
             except LabelStudioError as error:
                 # Label Studio re-checks /health with a 1 s timeout, which a busy machine can miss.
-                print(f"ml-backend: could not announce model_version {version} to project {connection.project_id} "
-                      f"(attempt {attempt + 1} of {RENAME_ATTEMPTS}): {error}", flush=True)
+                print(
+                    f"ml-backend: could not announce model_version {version} to project {connection.project_id} "
+                    f"(attempt {attempt + 1} of {RENAME_ATTEMPTS}): {error}",
+                    flush=True,
+                )
 
     backend.model.listeners.append(activate)
 
 
-def connect_when_up(server: uvicorn.Server, backend: Backend, client: LabelStudioClient, project: int | str,
-                    url: str, done: list, timeout_s: float = 60.0) -> None:
+def connect_when_up(
+    server: uvicorn.Server,
+    backend: Backend,
+    client: LabelStudioClient,
+    project: int | str,
+    url: str,
+    done: list,
+    timeout_s: float = 60.0,
+) -> None:
     """Wait until uvicorn listens, then register with the project (Label Studio calls back at once)."""
     deadline = time.monotonic() + timeout_s
     while not server.started and time.monotonic() < deadline:
@@ -93,8 +120,10 @@ def connect_when_up(server: uvicorn.Server, backend: Backend, client: LabelStudi
         project_id = client.find_project(project).id
         connection = connect(client, project_id, url, backend.model.announce(), backend.basic_auth)
         follow_versions(backend, client, connection)
-        print(f"ml-backend: connected to project {project_id} as {url} (model_version {connection.model_version})",
-              flush=True)
+        print(
+            f"ml-backend: connected to project {project_id} as {url} (model_version {connection.model_version})",
+            flush=True,
+        )
         done.append(connection)
     except PipelineError as error:
         print(f"ml-backend: could not connect: {error}", flush=True)
@@ -102,16 +131,18 @@ def connect_when_up(server: uvicorn.Server, backend: Backend, client: LabelStudi
         server.should_exit = True
 
 
-def serve(backend: Backend, options: ServeOptions, client: LabelStudioClient | None = None,
-          project: int | str | None = None) -> None:
+def serve(
+    backend: Backend, options: ServeOptions, client: LabelStudioClient | None = None, project: int | str | None = None
+) -> None:
     """Serve until interrupted; with `project`, connect to it once listening."""
     server = uvicorn.Server(uvicorn.Config(create_app(backend), host=options.host, port=options.port, log_level="info"))
     outcome: list = []
     if project is not None:
         if client is None:
             raise LabelStudioError("connecting needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the environment")
-        threading.Thread(target=connect_when_up, args=(server, backend, client, project, options.public_url, outcome),
-                         daemon=True).start()
+        threading.Thread(
+            target=connect_when_up, args=(server, backend, client, project, options.public_url, outcome), daemon=True
+        ).start()
     stop = threading.Event()
     threading.Thread(target=backend.model.watch, args=(stop,), daemon=True).start()
     try:

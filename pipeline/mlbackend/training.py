@@ -52,8 +52,11 @@ def last_line(path: Path, limit: int = 4096) -> str:
 
 def last_stage(path: Path, limit: int = 1 << 16) -> str | None:
     """The DVC stage the end of the log says is running ("Running stage 'train':")."""
-    stages = [line.split("'")[1] for line in _tail(path, limit).splitlines()
-              if line.startswith("Running stage '") and line.count("'") >= 2]
+    stages = [
+        line.split("'")[1]
+        for line in _tail(path, limit).splitlines()
+        if line.startswith("Running stage '") and line.count("'") >= 2
+    ]
     return stages[-1] if stages else None
 
 
@@ -79,9 +82,14 @@ class TrainingJob:
             with open(self.log_path, "ab") as log:
                 log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {self.command}\n".encode())
                 log.flush()
-                self._process = subprocess.Popen(shlex.split(self.command), cwd=self.workdir, stdout=log,
-                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                 start_new_session=True)
+                self._process = subprocess.Popen(
+                    shlex.split(self.command),
+                    cwd=self.workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             self._state = RunState(RUNNING, self.command, time.time(), None, None, self._state.runs + 1)
             self._watcher = threading.Thread(target=self._watch, args=(self._process,), daemon=True)
             self._watcher.start()
@@ -121,8 +129,15 @@ class TrainingJob:
     def _status_locked(self) -> dict:
         state = self._state
         end = state.finished_at or time.time()
-        return {"state": state.state, "command": state.command or self.command, "runs": state.runs,
-                "started_at": state.started_at, "finished_at": state.finished_at, "returncode": state.returncode,
-                "elapsed_s": round(end - state.started_at, 1) if state.started_at else None,
-                "stage": last_stage(self.log_path) if state.started_at else None,
-                "last_log_line": last_line(self.log_path) if state.started_at else "", "log": str(self.log_path)}
+        return {
+            "state": state.state,
+            "command": state.command or self.command,
+            "runs": state.runs,
+            "started_at": state.started_at,
+            "finished_at": state.finished_at,
+            "returncode": state.returncode,
+            "elapsed_s": round(end - state.started_at, 1) if state.started_at else None,
+            "stage": last_stage(self.log_path) if state.started_at else None,
+            "last_log_line": last_line(self.log_path) if state.started_at else "",
+            "log": str(self.log_path),
+        }

@@ -82,7 +82,10 @@ def merge_payload_of(task: dict, annotations_dir: Path) -> bytes:
     if len(task["maps"]) > 1 and "pixels" in stored:
         parts["pixels"] = (annotations_dir / stored["pixels"]).read_bytes()
     else:
-        parts.update((f"map:{key}", (annotations_dir / entry["file"]).read_bytes()) for key, entry in sorted(task["maps"].items()))
+        parts.update(
+            (f"map:{key}", (annotations_dir / entry["file"]).read_bytes())
+            for key, entry in sorted(task["maps"].items())
+        )
     return pack(parts)
 
 
@@ -91,9 +94,14 @@ def payload_tuples(task: dict, parts: dict[str, bytes], num_classes: int) -> tup
     if "pixels" in parts:
         tuples = LabelTuples.from_dict(task["cooccurrence"], num_classes)
         shape = (task["height"], task["width"])
-        return tuples, decode_index_map(parts["pixels"], shape, len(tuples.counts), f"task {task['task_id']} index map").ravel()
-    maps = {name[len("map:"):]: decode_label_map(content, f"task {task['task_id']} map {name[len('map:'):]}")
-            for name, content in parts.items() if name.startswith("map:")}
+        return tuples, decode_index_map(
+            parts["pixels"], shape, len(tuples.counts), f"task {task['task_id']} index map"
+        ).ravel()
+    maps = {
+        name[len("map:") :]: decode_label_map(content, f"task {task['task_id']} map {name[len('map:') :]}")
+        for name, content in parts.items()
+        if name.startswith("map:")
+    }
     return pixel_keys(maps, num_classes)
 
 
@@ -103,25 +111,44 @@ def merge_payload(payload: bytes, method: str, models, num_classes: int, undecid
     parts = unpack(payload)
     task = orjson.loads(parts["task"])
     tuples, pixels = payload_tuples(task, parts, num_classes)
-    consensus, confidence, entry, confusions, offsets = merge_task(task, tuples, pixels, method, models, num_classes, undecided)
+    consensus, confidence, entry, confusions, offsets = merge_task(
+        task, tuples, pixels, method, models, num_classes, undecided
+    )
     stacked = np.stack([confusions[name] for name in entry["annotators"]]).astype("<i8")
     names = sorted(offsets)
     bands = np.stack([np.stack(offsets[name]) for name in names]).astype("<f8") if names else np.empty(0, "<f8")
-    return pack({"label": encode_label_map(consensus), "confidence": encode_label_map(confidence),
-                 "entry": orjson.dumps(entry, option=orjson.OPT_SORT_KEYS), "confusions": stacked.tobytes(),
-                 "offset_names": orjson.dumps(names), "offsets": bands.tobytes()})
+    return pack(
+        {
+            "label": encode_label_map(consensus),
+            "confidence": encode_label_map(confidence),
+            "entry": orjson.dumps(entry, option=orjson.OPT_SORT_KEYS),
+            "confusions": stacked.tobytes(),
+            "offset_names": orjson.dumps(names),
+            "offsets": bands.tobytes(),
+        }
+    )
 
 
-def merge_task(task: dict, tuples: LabelTuples, pixels: np.ndarray, method: str, models, num_classes: int,
-               undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray, dict, dict[str, np.ndarray], dict]:
+def merge_task(
+    task: dict,
+    tuples: LabelTuples,
+    pixels: np.ndarray,
+    method: str,
+    models,
+    num_classes: int,
+    undecided: str = "resolve",
+) -> tuple[np.ndarray, np.ndarray, dict, dict[str, np.ndarray], dict]:
     """One task's (H, W) consensus and confidence maps, agreement entry, each annotator's (C, C)
     confusion and boundary offsets (pipeline.boundary_bias)."""
     single = len(tuples.annotators) == 1
-    result = merge_tuples(tuples, pixels, (task["height"], task["width"]), "majority" if single else method,
-                          models, undecided)
+    result = merge_tuples(
+        tuples, pixels, (task["height"], task["width"]), "majority" if single else method, models, undecided
+    )
     consensus = result.labels
     merged = result.tuples
-    confusions = {name: confusion_against(merged, result.per_tuple, column) for column, name in enumerate(merged.annotators)}
+    confusions = {
+        name: confusion_against(merged, result.per_tuple, column) for column, name in enumerate(merged.annotators)
+    }
     pairs = [pair_confusion(merged, i, j) for i, j in combinations(range(len(merged.annotators)), 2)]
     per_class, overall = mean_pair_iou(pairs) if pairs else (np.full(num_classes, np.nan), float("nan"))
     confidence = result.mean_confidence()
@@ -191,8 +218,15 @@ class Tally:
             self.low.append((entry["mean_pairwise_iou"], entry["task_id"]))
 
 
-def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path: Path,
-        base: BaseParams, params: MergeParams, scheduler: str | None = None) -> dict:
+def run(
+    annotations_dir: Path,
+    validation_path: Path,
+    out_dir: Path,
+    report_path: Path,
+    base: BaseParams,
+    params: MergeParams,
+    scheduler: str | None = None,
+) -> dict:
     """Merge every task of `annotations_dir` into `out_dir`; write the agreement report.
 
     Streams: tasks are read from the index in chunks and their report entries written as they
@@ -214,10 +248,15 @@ def run(annotations_dir: Path, validation_path: Path, out_dir: Path, report_path
     models = estimate(annotations_dir, num_classes, params, workers)
     tally = Tally(num_classes)
     backend = choose_backend(scheduler, params.workers)
-    with (replace_dir(out_dir) as staging, streamed_report(report_path, "tasks", keyed=True) as report,
-          tqdm(desc=f"merge on {backend.describe()}", unit="task") as bar):
+    with (
+        replace_dir(out_dir) as staging,
+        streamed_report(report_path, "tasks", keyed=True) as report,
+        tqdm(desc=f"merge on {backend.describe()}", unit="task") as bar,
+    ):
         (staging / CONFIDENCE_DIR).mkdir()
-        kernel = partial(merge_payload, method=params.method, models=models, num_classes=num_classes, undecided=params.undecided)
+        kernel = partial(
+            merge_payload, method=params.method, models=models, num_classes=num_classes, undecided=params.undecided
+        )
         pending: deque = deque()  # tasks sent and not yet back, in order (bounded by the backend)
         try:
             for result in backend.map(kernel, _payloads(annotations_dir, pending)):
@@ -242,12 +281,20 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
     label map; with them, each task's maps are rebuilt from its index map, in parallel.
     """
     if params.method == "vote":
-        tables = (LabelTuples.from_dict(t["cooccurrence"], num_classes) if "cooccurrence" in t else load_maps(annotations_dir, t)
-                  for t in iter_index(annotations_dir))
+        tables = (
+            LabelTuples.from_dict(t["cooccurrence"], num_classes)
+            if "cooccurrence" in t
+            else load_maps(annotations_dir, t)
+            for t in iter_index(annotations_dir)
+        )
         return estimate_annotator_models(tables, num_classes, iterations=params.iterations)
     if params.method == "dawid_skene":
-        work = partial(estimation_tuples, annotations_dir=annotations_dir, num_classes=num_classes,
-                       thresholds=tuple(params.edge_bands))
+        work = partial(
+            estimation_tuples,
+            annotations_dir=annotations_dir,
+            num_classes=num_classes,
+            thresholds=tuple(params.edge_bands),
+        )
         # without bands a task's table is in the index: not worth a process hop
         tables = (t for _, t in ordered_map(work, iter_index(annotations_dir), workers if params.edge_bands else 1))
         return estimate_models(tables, num_classes, tuple(params.edge_bands), iterations=params.iterations)
@@ -259,21 +306,34 @@ def boundary_figures(parts: np.ndarray | None, names: list[str]) -> dict:
     if parts is None:
         return {"boundary_bias_px": {n: None for n in names}, "boundary_offset_px": None, "boundary_pixels": 0}
     signed, unsigned, count = parts
-    return {"boundary_bias_px": {n: _round(s / k) if k else None for n, s, k in zip(names, signed, count)},
-            "boundary_offset_px": _round(unsigned.sum() / count.sum()) if count.sum() else None,
-            "boundary_pixels": int(count.sum())}
+    return {
+        "boundary_bias_px": {n: _round(s / k) if k else None for n, s, k in zip(names, signed, count)},
+        "boundary_offset_px": _round(unsigned.sum() / count.sum()) if count.sum() else None,
+        "boundary_pixels": int(count.sum()),
+    }
 
 
-def agreement_summary(tally: Tally, names: list[str], params: MergeParams, project_id: int | None,
-                      models: AnnotatorModels | BandedModels | None) -> dict:
+def agreement_summary(
+    tally: Tally,
+    names: list[str],
+    params: MergeParams,
+    project_id: int | None,
+    models: AnnotatorModels | BandedModels | None,
+) -> dict:
     """agreement.json besides its per-task entries: summary, annotators, the tasks to review."""
     annotators = {}
     for key, matrix in sorted(tally.totals.items()):
         quality = annotator_quality(matrix, names)
-        annotators[key] = {"email": tally.emails.get(key), "tasks": tally.task_counts[key],
-                           "iou_vs_consensus": quality["mean_iou"], **quality,
-                           **boundary_figures(tally.offsets.get(key), names)}
-    per_class = np.divide(tally.class_sum, tally.class_count, out=np.full(len(names), np.nan), where=tally.class_count > 0)
+        annotators[key] = {
+            "email": tally.emails.get(key),
+            "tasks": tally.task_counts[key],
+            "iou_vs_consensus": quality["mean_iou"],
+            **quality,
+            **boundary_figures(tally.offsets.get(key), names),
+        }
+    per_class = np.divide(
+        tally.class_sum, tally.class_count, out=np.full(len(names), np.nan), where=tally.class_count > 0
+    )
     summary = {
         "method": params.method,
         "undecided": params.undecided,
@@ -288,7 +348,9 @@ def agreement_summary(tally: Tally, names: list[str], params: MergeParams, proje
         "summary": summary,
         "classes": names,
         "annotators": annotators,
-        "review": [{"task_id": task_id, "mean_pairwise_iou": iou, "link": task_link(project_id, task_id) or None}
-                   for iou, task_id in sorted(tally.low)],
+        "review": [
+            {"task_id": task_id, "mean_pairwise_iou": iou, "link": task_link(project_id, task_id) or None}
+            for iou, task_id in sorted(tally.low)
+        ],
         "annotator_models": models.to_dict() if models is not None else None,
     }

@@ -31,8 +31,14 @@ from pipeline.preannotation import select_tasks, uncertainty_rows
 from pipeline.predictor import load_predictor, predict_files
 
 
-def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, base: BaseParams,
-                    params: PreannotateParams, target: BrushTarget) -> tuple[str, list[dict]]:
+def predict_records(
+    tasks: list[dict],
+    images: list[Path],
+    checkpoint: Path,
+    base: BaseParams,
+    params: PreannotateParams,
+    target: BrushTarget,
+) -> tuple[str, list[dict]]:
     """Run the checkpoint on the images; returns (model_version, one prediction record per task).
 
     Classes are the checkpoint's (base.classes, when set, must agree); a class the brush tag has no
@@ -40,8 +46,15 @@ def predict_records(tasks: list[dict], images: list[Path], checkpoint: Path, bas
     """
     predictor = load_predictor(checkpoint, base.names, params.model_name, params.device, params.threads)
     with tqdm(total=len(images), desc="preannotate: predict", unit="image") as bar:
-        records = predict_files(predictor, images, [task["id"] for task in tasks], target.from_name, target.to_name,
-                                params.batch_size, bar.update)
+        records = predict_files(
+            predictor,
+            images,
+            [task["id"] for task in tasks],
+            target.from_name,
+            target.to_name,
+            params.batch_size,
+            bar.update,
+        )
     if target.labels is not None:
         for record in records:
             record["result"] = [r for r in record["result"] if r["value"]["brushlabels"][0] in target.labels]
@@ -52,10 +65,15 @@ def _regions(result: list[dict]) -> list[tuple]:
     return [(region.get("id"), region.get("value")) for region in result or []]
 
 
-def _delete_stale(client: LabelStudioClient, project_id: int, version: str, stale: dict[int, list[dict]], live: dict) -> None:
+def _delete_stale(
+    client: LabelStudioClient, project_id: int, version: str, stale: dict[int, list[dict]], live: dict
+) -> None:
     """Delete the stale predictions: in bulk for tasks holding nothing else, one by one only where others must stay."""
-    only_this_version = sorted(task for task, found in stale.items()
-                               if found and all(p.get("model_version") == version for p in live[task].get("predictions") or []))
+    only_this_version = sorted(
+        task
+        for task, found in stale.items()
+        if found and all(p.get("model_version") == version for p in live[task].get("predictions") or [])
+    )
     client.delete_task_predictions(project_id, only_this_version)
     bulk = set(only_this_version)
     mixed = [p for task, found in stale.items() if task not in bulk for p in found]
@@ -75,10 +93,16 @@ def push(client: LabelStudioClient, project_id: int, version: str, records: list
     if gone:
         tqdm.write(f"warning: tasks {gone} were deleted in Label Studio since the pull; skipped")
     records = [r for r in records if r["task"] in live]
-    stale = {r["task"]: [p for p in live[r["task"]].get("predictions") or [] if p.get("model_version") == version]
-             for r in records}
-    same = all(len(stale[r["task"]]) == 1 and _regions(stale[r["task"]][0].get("result")) == _regions(r["result"])
-               and abs((stale[r["task"]][0].get("score") or 0) - r["score"]) < 1e-6 for r in records)
+    stale = {
+        r["task"]: [p for p in live[r["task"]].get("predictions") or [] if p.get("model_version") == version]
+        for r in records
+    }
+    same = all(
+        len(stale[r["task"]]) == 1
+        and _regions(stale[r["task"]][0].get("result")) == _regions(r["result"])
+        and abs((stale[r["task"]][0].get("score") or 0) - r["score"]) < 1e-6
+        for r in records
+    )
     if not same:
         _delete_stale(client, project_id, version, stale, live)
         for start in tqdm(range(0, len(records), batch_size), desc="preannotate: push", unit="batch"):
@@ -103,8 +127,18 @@ def push_blocked(params: PreannotateParams, environment: dict[str, str] | None =
     return None
 
 
-def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path | None, report_path: Path, uncertainty_path: Path,
-        base: BaseParams, ls: LabelStudioParams, params: PreannotateParams, promote: bool = False) -> dict:
+def run(
+    raw_dir: Path,
+    images_dir: Path,
+    checkpoint: Path,
+    agreement_path: Path | None,
+    report_path: Path,
+    uncertainty_path: Path,
+    base: BaseParams,
+    ls: LabelStudioParams,
+    params: PreannotateParams,
+    promote: bool = False,
+) -> dict:
     """Pre-annotate the chosen tasks of the snapshot; write the report and the uncertainty CSV.
 
     Predictions are pushed (and the project's model_version set) unless `push_blocked` says
@@ -114,7 +148,9 @@ def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path 
         raise ParamsError(f"preannotate.push_batch={params.push_batch}: use at least 100 predictions per request")
     project = read_project(raw_dir)
     if project.get("id") is None:
-        raise ParamsError("the snapshot came from pull.export_file and names no project; pull from the server to pre-annotate")
+        raise ParamsError(
+            "the snapshot came from pull.export_file and names no project; pull from the server to pre-annotate"
+        )
     pairs = [(task, image) for task, image in snapshot_records(raw_dir) if image.get("file")]
     chosen = {t["id"] for t in select_tasks((task for task, _ in pairs), params.tasks, review_ids(agreement_path))}
     pairs = [(task, image) for task, image in pairs if task["id"] in chosen]
@@ -135,10 +171,17 @@ def run(raw_dir: Path, images_dir: Path, checkpoint: Path, agreement_path: Path 
         writer.writeheader()
         writer.writerows(rows)
     scores = [r["score"] for r in kept]
-    report = {"model_version": version, "tasks_selected": len(tasks), "predictions_pushed": 0 if blocked else len(kept),
-              "pushed": not blocked, "not_pushed_because": blocked,
-              "tasks_skipped_deleted": sorted(skipped), "selection": params.tasks, "project_id": project["id"],
-              "mean_score": round(float(np.mean(scores)), 6) if scores else None,
-              "tasks": [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"])} for r in kept]}
+    report = {
+        "model_version": version,
+        "tasks_selected": len(tasks),
+        "predictions_pushed": 0 if blocked else len(kept),
+        "pushed": not blocked,
+        "not_pushed_because": blocked,
+        "tasks_skipped_deleted": sorted(skipped),
+        "selection": params.tasks,
+        "project_id": project["id"],
+        "mean_score": round(float(np.mean(scores)), 6) if scores else None,
+        "tasks": [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"])} for r in kept],
+    }
     write_json(report_path, report)
     return {k: v for k, v in report.items() if k != "tasks"}

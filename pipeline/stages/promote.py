@@ -28,10 +28,21 @@ def copy_checkpoint(source: Path, target: Path) -> None:
         shutil.copyfileobj(reader, writer)
 
 
-def run(checkpoint: Path, live: Path, raw_dir: Path, images_dir: Path, agreement: Path | None, report: Path,
-        uncertainty: Path, base: BaseParams, ls: LabelStudioParams, params: PreannotateParams) -> dict:
+def run(
+    checkpoint: Path,
+    live: Path,
+    raw_dir: Path,
+    images_dir: Path,
+    agreement: Path | None,
+    report: Path,
+    uncertainty: Path,
+    base: BaseParams,
+    ls: LabelStudioParams,
+    params: PreannotateParams,
+) -> dict:
     """Push and activate `checkpoint`'s version; returns the preannotate summary plus the live path."""
-    summary = preannotate.run(raw_dir, images_dir, checkpoint, agreement, report, uncertainty, base, ls, params,
-                              promote=True)
+    summary = preannotate.run(
+        raw_dir, images_dir, checkpoint, agreement, report, uncertainty, base, ls, params, promote=True
+    )
     copy_checkpoint(checkpoint, live)
     return {**summary, "live_checkpoint": str(live)}

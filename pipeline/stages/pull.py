@@ -70,8 +70,10 @@ def read_local_image(reference: str, document_root: Path) -> bytes:
     """The bytes of a local-files reference of a saved export, read from `document_root`."""
     target = resolve(reference, None)
     if target.kind != "local-files":
-        raise UnsafeReferenceError(f"{describe_url(reference)} is not a /data/local-files/?d=... reference; "
-                                   "without a server only local files resolve")
+        raise UnsafeReferenceError(
+            f"{describe_url(reference)} is not a /data/local-files/?d=... reference; "
+            "without a server only local files resolve"
+        )
     path = local_file_path(target.local_path, document_root)
     if not path.is_file():  # missing, a folder, a FIFO or a device: nothing to read, nothing to block on
         raise FetchError(f"local file {target.local_path!r} is not a regular file under {document_root}")
@@ -103,14 +105,20 @@ def image_reference(task: dict, field: ImageField) -> str | dict:
     if isinstance(value, str) and value:
         return value
     if isinstance(value, list):
-        return {"error": f"task data {field.data_key!r} holds a list of {len(value)} images (a multi-image "
-                         f"<Image valueList> task); multi-image tasks are not supported: import one image per task"}
+        return {
+            "error": f"task data {field.data_key!r} holds a list of {len(value)} images (a multi-image "
+            f"<Image valueList> task); multi-image tasks are not supported: import one image per task"
+        }
     keys = sorted(data) if isinstance(data, dict) else []
-    return {"error": f"task data has no image under {field.data_key!r} (the value of <Image name={field.image_tag!r}>); "
-                     f"its keys are {keys[:10]}; fix the task data or the label config"}
+    return {
+        "error": f"task data has no image under {field.data_key!r} (the value of <Image name={field.image_tag!r}>); "
+        f"its keys are {keys[:10]}; fix the task data or the label config"
+    }
 
 
-def fetch_image(reference: str | dict, previous: dict | None, source: ImageSource, images: Path, task_id: int | None = None) -> dict:
+def fetch_image(
+    reference: str | dict, previous: dict | None, source: ImageSource, images: Path, task_id: int | None = None
+) -> dict:
     """Fetch one task image into `images` (by content hash); returns its record or why it failed.
 
     Every failure of this one image (refused reference, any status, redirect loop, timeout, not
@@ -124,7 +132,9 @@ def fetch_image(reference: str | dict, previous: dict | None, source: ImageSourc
             content, etag = read_local_image(reference, source.document_root), None
             suffix = image_suffix(content[:16])
             if suffix is None:
-                raise FetchError(f"local file of {describe_url(reference)} is not a PNG, JPEG, GIF, BMP, TIFF or WebP image")
+                raise FetchError(
+                    f"local file of {describe_url(reference)} is not a PNG, JPEG, GIF, BMP, TIFF or WebP image"
+                )
         else:
             fetched = source.fetcher.fetch(reference, known and known.get("etag"), task_id)
             content, etag, suffix = fetched.content, fetched.etag, fetched.suffix
@@ -162,8 +172,15 @@ def previous_images(snapshot: Path) -> dict[str, dict]:
     return {image["ref"]: image for _, image in snapshot_records(snapshot) if image.get("file") and image.get("ref")}
 
 
-def write_snapshot(items: Iterator[ExportItem], source: ImageSource, field: ImageField, snapshot: Path, old_snapshot: Path,
-                   images: Path, workers: int) -> int:
+def write_snapshot(
+    items: Iterator[ExportItem],
+    source: ImageSource,
+    field: ImageField,
+    snapshot: Path,
+    old_snapshot: Path,
+    images: Path,
+    workers: int,
+) -> int:
     """Fetch the images of streamed export items and write tasks.jsonl sorted by task id; returns the count.
 
     Items that are no task at all go to rejected.jsonl ({"position", "reason"}), a task rejected
@@ -172,8 +189,12 @@ def write_snapshot(items: Iterator[ExportItem], source: ImageSource, field: Imag
     previous = previous_images(old_snapshot)
     unsorted = snapshot / "tasks.unsorted.jsonl"
     offsets: list[tuple[int, int, int]] = []  # (task id, offset, length): only these stay in memory
-    with open(unsorted, "w") as out, open(snapshot / REJECTED, "w") as rejected, ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(desc="pull", unit="task") as bar:
+    with (
+        open(unsorted, "w") as out,
+        open(snapshot / REJECTED, "w") as rejected,
+        ThreadPoolExecutor(max(1, workers)) as pool,
+        tqdm(desc="pull", unit="task") as bar,
+    ):
         batch: list[ExportItem] = []
         for item in _chain_end(items):
             if item is not None and item.task is None:
@@ -218,16 +239,34 @@ def _write_sorted(unsorted: Path, offsets: list[tuple[int, int, int]], target: P
             out.write(source.readline())
 
 
-def _from_server(client: LabelStudioClient, project_id: int, source: ImageSource, image_tag: str, snapshot: Path, out: Path,
-                 images: Path, params: PullParams, state_path: Path) -> tuple[int, dict | None]:
+def _from_server(
+    client: LabelStudioClient,
+    project_id: int,
+    source: ImageSource,
+    image_tag: str,
+    snapshot: Path,
+    out: Path,
+    images: Path,
+    params: PullParams,
+    state_path: Path,
+) -> tuple[int, dict | None]:
     """Write the snapshot of a live project: all of it, or only what changed (pipeline.labelstudio.incremental)."""
     # The survey comes before the export: a task changed in between is seen again next time.
-    survey = incremental.survey(client, project_id, incremental.read_state(state_path, out, project_id)) if params.incremental else None
+    survey = (
+        incremental.survey(client, project_id, incremental.read_state(state_path, out, project_id))
+        if params.incremental
+        else None
+    )
     changes = survey.changes if survey else None
     export_path = snapshot / "export.json"
     with open(export_path, "wb") as handle:
-        chunks = (client.export_tasks(project_id) if changes is None else
-                  incremental.export_selected(client, project_id, changes.changed) if changes.changed else [b"[]"])
+        chunks = (
+            client.export_tasks(project_id)
+            if changes is None
+            else incremental.export_selected(client, project_id, changes.changed)
+            if changes.changed
+            else [b"[]"]
+        )
         for chunk in chunks:
             handle.write(chunk)
     count = write_snapshot(iter_export(export_path), source, image_tag, snapshot, out, images, params.workers)
@@ -256,14 +295,14 @@ def run(out: Path, images: Path, ls_params: LabelStudioParams, params: PullParam
             if params.export_file:
                 project = {"id": None, "title": None, "label_config": None, "source": "export_file"}
                 field = image_field(None, ls_params.image_tag)
-                count = write_snapshot(iter_export(Path(params.export_file)), source, field, snapshot, out, images,
-                                       params.workers)
+                count = write_snapshot(
+                    iter_export(Path(params.export_file)), source, field, snapshot, out, images, params.workers
+                )
             else:
                 found = client.find_project(ls_params.project)
                 project = {"id": found.id, "title": found.title, "label_config": found.label_config, "source": "server"}
                 field = image_field(found.label_config, ls_params.image_tag)  # a config that cannot serve fails here
-                count, record = _from_server(client, found.id, source, field, snapshot, out, images,
-                                                   params, state_path)
+                count, record = _from_server(client, found.id, source, field, snapshot, out, images, params, state_path)
             write_json(snapshot / PROJECT, project)
     finally:
         if client is not None:

@@ -29,28 +29,49 @@ from pipeline.preannotation import class_agreement, compare_starts, effect_markd
 def _earlier_prediction(task: dict, annotation: dict) -> dict | None:
     """The prediction the annotation started from, else the newest one of the task created before it."""
     parent = annotation.get("parent_prediction")
-    parents = [p for p in task.get("predictions") or [] if isinstance(p, dict) and parent is not None and p.get("id") == parent]
+    parents = [
+        p for p in task.get("predictions") or [] if isinstance(p, dict) and parent is not None and p.get("id") == parent
+    ]
     if parents:
         return parents[0]
     created = str(annotation.get("created_at") or "")
-    earlier = [p for p in task.get("predictions") or [] if isinstance(p, dict) and str(p.get("created_at") or "") < created]
+    earlier = [
+        p for p in task.get("predictions") or [] if isinstance(p, dict) and str(p.get("created_at") or "") < created
+    ]
     return max(earlier, key=lambda p: (str(p.get("created_at")), p.get("id", 0))) if earlier else None
 
 
-def annotation_effect(task: dict, annotation: dict, classes: list[str], spec: DatasetSpec, unpainted: int) -> dict | None:
+def annotation_effect(
+    task: dict, annotation: dict, classes: list[str], spec: DatasetSpec, unpainted: int
+) -> dict | None:
     """One row: lead time, and IoU/changed share against the earlier prediction; None if undecodable."""
     prediction = _earlier_prediction(task, annotation)
-    row = {"task_id": task["id"], "annotation_id": annotation.get("id"), "lead_time": annotation.get("lead_time"),
-           "model_version": prediction.get("model_version") if prediction else None,
-           "started_from_prediction": prediction is not None and annotation.get("parent_prediction") == prediction.get("id")}
+    row = {
+        "task_id": task["id"],
+        "annotation_id": annotation.get("id"),
+        "lead_time": annotation.get("lead_time"),
+        "model_version": prediction.get("model_version") if prediction else None,
+        "started_from_prediction": prediction is not None
+        and annotation.get("parent_prediction") == prediction.get("id"),
+    }
     if prediction is None:
         return row
     try:
-        submitted = annotation_to_label_map(annotation.get("result"), classes, from_names=spec.control_tags or None,
-                                            to_name=spec.image_tag, unlabeled_value=unpainted).label_map
-        predicted = annotation_to_label_map(prediction.get("result"), classes, height=submitted.shape[0],
-                                            width=submitted.shape[1], to_name=spec.image_tag,
-                                            unlabeled_value=unpainted).label_map
+        submitted = annotation_to_label_map(
+            annotation.get("result"),
+            classes,
+            from_names=spec.control_tags or None,
+            to_name=spec.image_tag,
+            unlabeled_value=unpainted,
+        ).label_map
+        predicted = annotation_to_label_map(
+            prediction.get("result"),
+            classes,
+            height=submitted.shape[0],
+            width=submitted.shape[1],
+            to_name=spec.image_tag,
+            unlabeled_value=unpainted,
+        ).label_map
     except PipelineError:
         return None  # validate reports broken annotations; here they just do not count
     row["iou"], row["changed"] = mask_agreement(predicted, submitted, len(classes))
@@ -77,14 +98,18 @@ def run(raw_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParam
     summary["start"] = compare_starts(with_prediction, spec.names)
     report = {
         "summary": summary,
-        "by_model_version": {version: {**summarise_effect(rows, without_prediction), "start": compare_starts(rows, spec.names)}
-                             for version, rows in sorted(by_version.items())},
+        "by_model_version": {
+            version: {**summarise_effect(rows, without_prediction), "start": compare_starts(rows, spec.names)}
+            for version, rows in sorted(by_version.items())
+        },
         "annotations": sorted(with_prediction, key=lambda r: (r["task_id"], r["annotation_id"] or 0)),
     }
     write_json(report_path, report)
     tables = [effect_markdown(summary["start"], spec.names, "All model versions")]
-    tables += [effect_markdown(entry["start"], spec.names, f"model_version {version}")
-               for version, entry in report["by_model_version"].items()]
+    tables += [
+        effect_markdown(entry["start"], spec.names, f"model_version {version}")
+        for version, entry in report["by_model_version"].items()
+    ]
     with replace_file(report_path.with_suffix(".md")) as handle:
         handle.write("\n".join(tables))
     return summary

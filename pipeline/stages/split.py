@@ -20,7 +20,9 @@ from pipeline.params import BaseParams, SplitParams
 from pipeline.splitting import assign_groups, check_fractions, group_of, near_duplicates, perceptual_hash
 
 
-def scan_tasks(tasks: list[dict], labels_dir: Path, images_dir: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scan_tasks(
+    tasks: list[dict], labels_dir: Path, images_dir: Path, num_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per task: class pixel counts (T, C), class presence (T, C) bool and image hashes (T,) uint64."""
     pixels = np.zeros((len(tasks), num_classes), np.int64)
     hashes = np.zeros(len(tasks), np.uint64)
@@ -60,24 +62,48 @@ def card_markdown(card: dict) -> str:
     names = list(card["splits"])
     lines = ["# Dataset card", "", "| split | tasks | groups |", "|---|---|---|"]
     lines += [f"| {n} | {card['splits'][n]['tasks']} | {card['splits'][n]['groups']} |" for n in names]
-    lines += ["", "## Class pixel frequency", "", "| class | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [
+        "",
+        "## Class pixel frequency",
+        "",
+        "| class | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for c in card["classes"]:
-        lines.append(f"| {c} | " + " | ".join(f"{card['splits'][n]['class_pixel_fraction'][c]:.4f}" for n in names) + " |")
+        lines.append(
+            f"| {c} | " + " | ".join(f"{card['splits'][n]['class_pixel_fraction'][c]:.4f}" for n in names) + " |"
+        )
     lines += ["", "## Agreement", ""] + [f"- {k}: {v}" for k, v in sorted(card["agreement"].items())]
     lines += ["", "## Annotators", "", "| annotator | e-mail | tasks | IoU vs consensus |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['email']} | {v['tasks']} | {v['iou_vs_consensus']} |" for k, v in sorted(card["annotators"].items())]
+    lines += [
+        f"| {k} | {v['email']} | {v['tasks']} | {v['iou_vs_consensus']} |"
+        for k, v in sorted(card["annotators"].items())
+    ]
     lines += ["", f"## Near duplicates across splits: {len(card['near_duplicates'])}", ""]
-    lines += [f"- task {d['a']} ({d['split_a']}) ~ task {d['b']} ({d['split_b']}), {d['bits']} bits" for d in card["near_duplicates"][:50]]
+    lines += [
+        f"- task {d['a']} ({d['split_a']}) ~ task {d['b']} ({d['split_b']}), {d['bits']} bits"
+        for d in card["near_duplicates"][:50]
+    ]
     return "\n".join(lines) + "\n"
 
 
-def run(annotations_dir: Path, labels_dir: Path, images_dir: Path, agreement_path: Path, out_dir: Path, card_path: Path,
-        base: BaseParams, params: SplitParams) -> dict:
+def run(
+    annotations_dir: Path,
+    labels_dir: Path,
+    images_dir: Path,
+    agreement_path: Path,
+    out_dir: Path,
+    card_path: Path,
+    base: BaseParams,
+    params: SplitParams,
+) -> dict:
     """Write `out_dir/{split}.txt` (task ids) and the dataset card (`card_path` .json and .md)."""
     names, fractions = check_fractions(params.fractions)
     tasks = [t for t in read_index(annotations_dir) if label_path(labels_dir, t["task_id"]).exists()]
     if not tasks:
-        raise PipelineError(f"no labelled task in {labels_dir}; run validate and merge first (is the project annotated?)")
+        raise PipelineError(
+            f"no labelled task in {labels_dir}; run validate and merge first (is the project annotated?)"
+        )
     pixels, presence, hashes = scan_tasks(tasks, labels_dir, images_dir, len(base.names))
     groups = [group_of(t["image_name"], t.get("data") or {}, params.group_field, params.group_regex) for t in tasks]
     split_of = assign_groups(presence, groups, fractions, base.seed)

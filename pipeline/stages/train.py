@@ -38,13 +38,33 @@ from pipeline.training.predict import amp_dtype
 from pipeline.training.transforms import check_geometry, train_transform
 
 
-def run(images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, models_dir: Path,
-        live_dir: Path, base: BaseParams, params: TrainParams, *, resume: bool = False) -> dict:
+def run(
+    images_dir: Path,
+    annotations_dir: Path,
+    labels_dir: Path,
+    splits_dir: Path,
+    models_dir: Path,
+    live_dir: Path,
+    base: BaseParams,
+    params: TrainParams,
+    *,
+    resume: bool = False,
+) -> dict:
     """Train; returns a summary (epochs, best_miou, last_loss, best and last paths). Same code under torchrun."""
     runtime = distributed.setup(params.device, params.threads)
     try:
-        return _train(Path(images_dir), Path(annotations_dir), Path(labels_dir), Path(splits_dir), Path(models_dir),
-                      Path(live_dir), base, params, resume, runtime)
+        return _train(
+            Path(images_dir),
+            Path(annotations_dir),
+            Path(labels_dir),
+            Path(splits_dir),
+            Path(models_dir),
+            Path(live_dir),
+            base,
+            params,
+            resume,
+            runtime,
+        )
     finally:
         distributed.teardown(runtime)
 
@@ -85,25 +105,42 @@ def class_weight_tensor(value, samples, num_classes: int) -> torch.Tensor | None
         weights[present] = np.median(freq[present]) / freq[present]
         return torch.tensor(weights, dtype=torch.float32)
     if isinstance(value, str) or len(value) != num_classes or any(isinstance(w, bool) for w in value):
-        raise TrainingError(f"train.class_weights must be null, median_frequency or {num_classes} numbers "
-                            f"(one per base.classes entry), got {value!r}")
+        raise TrainingError(
+            f"train.class_weights must be null, median_frequency or {num_classes} numbers "
+            f"(one per base.classes entry), got {value!r}"
+        )
     return torch.tensor([float(w) for w in value], dtype=torch.float32)
 
 
 def _loaders(train_samples, val_samples, params: TrainParams, seed: int, runtime: distributed.Runtime):
-    transform = train_transform(params.base_size, params.crop_size, params.scale_range, params.hflip,
-                                params.color_jitter)
+    transform = train_transform(
+        params.base_size, params.crop_size, params.scale_range, params.hflip, params.color_jitter
+    )
     train_set = TrainDataset(train_samples, transform, params.min_label_confidence)
-    sampler = (DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=seed)
-               if runtime.distributed else None)
+    sampler = (
+        DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=seed)
+        if runtime.distributed
+        else None
+    )
     pin = runtime.device.type == "cuda"
     per_process = len(train_set) // runtime.world_size
-    train_loader = make_loader(train_set, params.batch_size, params.workers, shuffle=True, seed=seed + runtime.rank,
-                               sampler=sampler, drop_last=per_process > params.batch_size, pin_memory=pin)
+    train_loader = make_loader(
+        train_set,
+        params.batch_size,
+        params.workers,
+        shuffle=True,
+        seed=seed + runtime.rank,
+        sampler=sampler,
+        drop_last=per_process > params.batch_size,
+        pin_memory=pin,
+    )
     # Each process scores every world_size-th image; confusion matrices are summed, nothing counts twice.
-    val_set = Subset(EvalDataset(val_samples, params.base_size), range(runtime.rank, len(val_samples), runtime.world_size))
-    val_loader = make_loader(val_set, params.batch_size, params.workers, shuffle=False, seed=seed,
-                             collate_fn=collate_eval, pin_memory=pin)
+    val_set = Subset(
+        EvalDataset(val_samples, params.base_size), range(runtime.rank, len(val_samples), runtime.world_size)
+    )
+    val_loader = make_loader(
+        val_set, params.batch_size, params.workers, shuffle=False, seed=seed, collate_fn=collate_eval, pin_memory=pin
+    )
     return train_loader, val_loader, sampler
 
 
@@ -121,7 +158,9 @@ def _model(params: TrainParams, num_classes: int, runtime: distributed.Runtime):
 def _wrap(model, params: TrainParams, runtime: distributed.Runtime):
     """DDP then compile, as the PyTorch docs order them; compiled in place, so no wrapper to unwrap."""
     if runtime.distributed:
-        model = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+        model = DistributedDataParallel(
+            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
+        )
     if params.compile:
         model.compile()
     return model
@@ -129,8 +168,11 @@ def _wrap(model, params: TrainParams, runtime: distributed.Runtime):
 
 def _validation_metrics(cm: np.ndarray, names: list[str]) -> dict:
     iou = iou_per_class(cm)
-    return {"mIoU": finite_or_none(mean_iou(cm)), "pixel_accuracy": finite_or_none(pixel_accuracy(cm)),
-            "iou": {name: finite_or_none(v) for name, v in zip(names, iou)}}
+    return {
+        "mIoU": finite_or_none(mean_iou(cm)),
+        "pixel_accuracy": finite_or_none(pixel_accuracy(cm)),
+        "iou": {name: finite_or_none(v) for name, v in zip(names, iou)},
+    }
 
 
 def _log(live, stats, metrics: dict | None) -> None:
@@ -150,17 +192,25 @@ def _log(live, stats, metrics: dict | None) -> None:
 @dataclasses.dataclass
 class _Fit:
     """What the epoch loop works with."""
-    model: torch.nn.Module        # the plain module (saved, validated)
-    trained: torch.nn.Module      # the same, wrapped for DDP and compiled when asked (trained)
+
+    model: torch.nn.Module  # the plain module (saved, validated)
+    trained: torch.nn.Module  # the same, wrapped for DDP and compiled when asked (trained)
     loss_fn: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: object
-    start: int                    # epochs already done (resume)
-    best: float                   # best validation mIoU so far, NaN if none
+    start: int  # epochs already done (resume)
+    best: float  # best validation mIoU so far, NaN if none
 
 
-def _prepare(models_dir: Path, train_samples, train_loader, base: BaseParams, params: TrainParams, resume: bool,
-             runtime: distributed.Runtime) -> _Fit:
+def _prepare(
+    models_dir: Path,
+    train_samples,
+    train_loader,
+    base: BaseParams,
+    params: TrainParams,
+    resume: bool,
+    runtime: distributed.Runtime,
+) -> _Fit:
     num_classes = len(base.classes)
     model = _model(params, num_classes, runtime)
     weights = class_weight_tensor(params.class_weights, train_samples, num_classes)
@@ -179,8 +229,18 @@ def _prepare(models_dir: Path, train_samples, train_loader, base: BaseParams, pa
     return _Fit(model, _wrap(model, params, runtime), loss_fn, optimizer, scheduler, start, best)
 
 
-def _train(images_dir, annotations_dir, labels_dir, splits_dir, models_dir, live_dir, base: BaseParams,
-           params: TrainParams, resume: bool, runtime: distributed.Runtime) -> dict:
+def _train(
+    images_dir,
+    annotations_dir,
+    labels_dir,
+    splits_dir,
+    models_dir,
+    live_dir,
+    base: BaseParams,
+    params: TrainParams,
+    resume: bool,
+    runtime: distributed.Runtime,
+) -> dict:
     check_params(params)
     dtype = amp_dtype(runtime.device, params.precision)
     seed_everything(base.seed, runtime.device)
@@ -196,8 +256,17 @@ def _train(images_dir, annotations_dir, labels_dir, splits_dir, models_dir, live
     for epoch in range(fit.start, params.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        stats = train_one_epoch(fit.trained, train_loader, fit.loss_fn, fit.optimizer, fit.scheduler, runtime, dtype,
-                                params.channels_last, f"epoch {epoch + 1}/{params.epochs}")
+        stats = train_one_epoch(
+            fit.trained,
+            train_loader,
+            fit.loss_fn,
+            fit.optimizer,
+            fit.scheduler,
+            runtime,
+            dtype,
+            params.channels_last,
+            f"epoch {epoch + 1}/{params.epochs}",
+        )
         metrics = None
         if val_samples and ((epoch + 1) % params.val_every == 0 or epoch + 1 == params.epochs):
             cm = validation_confusion(fit.model, val_loader, len(base.classes), runtime, dtype, params.channels_last)
@@ -216,10 +285,17 @@ def _train(images_dir, annotations_dir, labels_dir, splits_dir, models_dir, live
         live.end()
         training_curves_png(live_dir, live_dir / "curves.png")
     if stats is None:
-        raise TrainingError(f"nothing to train: {models_dir / 'last.pt'} already holds {fit.start} of "
-                            f"train.epochs={params.epochs} epochs; raise train.epochs to continue")
-    return {"epochs": params.epochs, "best_miou": finite_or_none(best), "last_loss": stats.loss,
-            "best": str(models_dir / "best.pt"), "last": str(models_dir / "last.pt")}
+        raise TrainingError(
+            f"nothing to train: {models_dir / 'last.pt'} already holds {fit.start} of "
+            f"train.epochs={params.epochs} epochs; raise train.epochs to continue"
+        )
+    return {
+        "epochs": params.epochs,
+        "best_miou": finite_or_none(best),
+        "last_loss": stats.loss,
+        "best": str(models_dir / "best.pt"),
+        "last": str(models_dir / "last.pt"),
+    }
 
 
 def _open_live(live_dir: Path, resume: bool, step: int):
@@ -230,8 +306,17 @@ def _open_live(live_dir: Path, resume: bool, step: int):
     return live
 
 
-def _save_epoch(models_dir: Path, fit: _Fit, params: TrainParams, base: BaseParams, epoch: int, best: float,
-                improved: bool, stats, metrics: dict | None) -> None:
+def _save_epoch(
+    models_dir: Path,
+    fit: _Fit,
+    params: TrainParams,
+    base: BaseParams,
+    epoch: int,
+    best: float,
+    improved: bool,
+    stats,
+    metrics: dict | None,
+) -> None:
     """Write last.pt every epoch and best.pt when validation mIoU improved (or, before any validation, too)."""
     models_dir.mkdir(parents=True, exist_ok=True)
     record = {"train_loss": stats.loss, **(metrics or {})}
@@ -242,8 +327,10 @@ def _save_epoch(models_dir: Path, fit: _Fit, params: TrainParams, base: BasePara
 
 
 def _epoch_line(epoch: int, epochs: int, stats, metrics: dict | None) -> str:
-    line = (f"epoch {epoch}/{epochs}: loss {stats.loss:.4f} lr {stats.lr:.2e} {stats.seconds:.1f}s "
-            f"(data wait {stats.data_wait:.0%})")
+    line = (
+        f"epoch {epoch}/{epochs}: loss {stats.loss:.4f} lr {stats.lr:.2e} {stats.seconds:.1f}s "
+        f"(data wait {stats.data_wait:.0%})"
+    )
     if metrics and metrics["mIoU"] is not None:
         line += f", val mIoU {metrics['mIoU']:.4f}"
     return line

@@ -81,8 +81,10 @@ def validate_payload(payload: bytes, rules: Rules) -> bytes:
     """The worker's kernel: a `task_payload` in; report entry, index entry and encoded files out."""
     parts = unpack(payload)
     report, index, files = validate_task(parts["line"], orjson.loads(parts["image"]), rules)
-    framed = {"report": orjson.dumps(report, option=orjson.OPT_SORT_KEYS),
-              "index": b"" if index is None else orjson.dumps(index, option=orjson.OPT_SORT_KEYS)}
+    framed = {
+        "report": orjson.dumps(report, option=orjson.OPT_SORT_KEYS),
+        "index": b"" if index is None else orjson.dumps(index, option=orjson.OPT_SORT_KEYS),
+    }
     return pack(framed | {f"file:{name}": content for name, content in files.items()})
 
 
@@ -99,8 +101,12 @@ def validate_task(line: str | bytes, header: dict, rules: Rules) -> tuple[dict, 
         return {"task_id": None, "image": None, "annotations": [], "fate": "rejected", "reason": reason}, None, {}
     # An export edited by hand may hold anything: a non-object annotation becomes an object that
     # fails validation with a reason, instead of a traceback.
-    annotations = [a if isinstance(a, dict) else {"id": None, "result": None, "_malformed": f"is a {type(a).__name__}, not an object"}
-                   for a in (task.get("annotations") if isinstance(task.get("annotations"), list) else [])]
+    annotations = [
+        a
+        if isinstance(a, dict)
+        else {"id": None, "result": None, "_malformed": f"is a {type(a).__name__}, not an object"}
+        for a in (task.get("annotations") if isinstance(task.get("annotations"), list) else [])
+    ]
     size, image_problem, task_problem = header.get("size"), image.get("error"), record.get("problem")
     if task_problem is not None:
         image_problem = f"the task is rejected: {task_problem}"
@@ -110,7 +116,9 @@ def validate_task(line: str | bytes, header: dict, rules: Rules) -> tuple[dict, 
     entries, maps, arrays, files = [], {}, {}, {}
     seen_ids: set[int] = set()
     for position, annotation in enumerate(annotations):
-        entry, label_map = _check_annotation(task_id, annotation, position, superseded, seen_ids, size, image_problem, rules)
+        entry, label_map = _check_annotation(
+            task_id, annotation, position, superseded, seen_ids, size, image_problem, rules
+        )
         entries.append(entry)
         if label_map is not None:
             key = entry["annotator"]
@@ -118,7 +126,12 @@ def validate_task(line: str | bytes, header: dict, rules: Rules) -> tuple[dict, 
             files[relative] = encode_label_map(label_map)
             maps[key] = {"file": relative, "annotation_id": entry["annotation_id"], "email": entry["email"]}
             arrays[key] = label_map
-    report = {"task_id": task_id, "image": image.get("file"), "annotations": entries, **_task_fate(task_id, entries, image_problem, task_problem)}
+    report = {
+        "task_id": task_id,
+        "image": image.get("file"),
+        "annotations": entries,
+        **_task_fate(task_id, entries, image_problem, task_problem),
+    }
     index = None
     if maps:
         # The label co-occurrence table and each pixel's row in it let merge estimate annotator
@@ -126,27 +139,54 @@ def validate_task(line: str | bytes, header: dict, rules: Rules) -> tuple[dict, 
         tuples, pixels = pixel_keys(arrays, len(rules.classes))
         combinations = f"{task_id}/{COMBINATIONS}"
         files[combinations] = encode_index_map(pixels.reshape(size))
-        index = {"task_id": task_id, "image": image["file"], "height": size[0], "width": size[1],
-                 "image_name": image_name(image.get("ref")), "data": task.get("data", {}), "maps": maps,
-                 "cooccurrence": {**tuples.to_dict(), "pixels": combinations}}
+        index = {
+            "task_id": task_id,
+            "image": image["file"],
+            "height": size[0],
+            "width": size[1],
+            "image_name": image_name(image.get("ref")),
+            "data": task.get("data", {}),
+            "maps": maps,
+            "cooccurrence": {**tuples.to_dict(), "pixels": combinations},
+        }
     return report, index, files
 
 
-def _check_annotation(task_id: int, annotation: dict, position: int, superseded: dict, seen_ids: set, size,
-                      image_problem: str | None, rules: Rules):
+def _check_annotation(
+    task_id: int,
+    annotation: dict,
+    position: int,
+    superseded: dict,
+    seen_ids: set,
+    size,
+    image_problem: str | None,
+    rules: Rules,
+):
     annotation_id = annotation.get("id")
     author = annotator_of(annotation, position)
     key, email = author.key, author.email
-    entry = {"annotation_id": annotation_id if _is_int(annotation_id) else None, "annotator": key, "email": email,
-             "annotator_known": author.known, "lead_time": annotation.get("lead_time"),
-             "from_prediction": bool(annotation.get("parent_prediction")), "regions": 0, "overlap_pixels": 0, "ignored": {}}
+    entry = {
+        "annotation_id": annotation_id if _is_int(annotation_id) else None,
+        "annotator": key,
+        "email": email,
+        "annotator_known": author.known,
+        "lead_time": annotation.get("lead_time"),
+        "from_prediction": bool(annotation.get("parent_prediction")),
+        "regions": 0,
+        "overlap_pixels": 0,
+        "ignored": {},
+    }
     who = email or (key if author.known else f"an unknown annotator (deleted user; identity {key})")
     where = f"task {task_id}, annotation {annotation_id} by {who}"
     if "_malformed" in annotation:
         reason = f"task {task_id}, annotation {annotation_id if _is_int(annotation_id) else position + 1}: {annotation['_malformed']}; fix the export"
         return {**entry, "fate": "rejected", "reason": reason}, None
     if not _is_int(annotation_id) or annotation_id in seen_ids:
-        problem = "appears twice in the task" if _is_int(annotation_id) else f"id {str(annotation_id)[:40]!r} is not an integer"
+        problem = (
+            "appears twice in the task"
+            if _is_int(annotation_id)
+            else f"id {str(annotation_id)[:40]!r} is not an integer"
+        )
         reason = f"task {task_id}, annotation #{position + 1} by {who}: {problem}; export the project again"
         return {**entry, "fate": "rejected", "reason": reason}, None
     seen_ids.add(annotation_id)
@@ -156,21 +196,33 @@ def _check_annotation(task_id: int, annotation: dict, position: int, superseded:
         reason = f"{where}: superseded by the same annotator's newer annotation {superseded[annotation_id]}"
         return {**entry, "fate": "skipped", "reason": reason}, None
     if image_problem is not None:
-        unusable = image_problem if image_problem.startswith("the task is rejected") else f"image unusable: {image_problem}"
+        unusable = (
+            image_problem if image_problem.startswith("the task is rejected") else f"image unusable: {image_problem}"
+        )
         return {**entry, "fate": "rejected", "reason": f"{where}: {unusable}"}, None
     try:
         decoded = annotation_to_label_map(
-            annotation.get("result"), rules.classes, height=size[0], width=size[1], from_names=rules.control_tags or None,
-            to_name=rules.image_tag, unlabeled_value=rules.unpainted_value, brush_threshold=rules.brush_threshold,
+            annotation.get("result"),
+            rules.classes,
+            height=size[0],
+            width=size[1],
+            from_names=rules.control_tags or None,
+            to_name=rules.image_tag,
+            unlabeled_value=rules.unpainted_value,
+            brush_threshold=rules.brush_threshold,
         )
     except PipelineError as error:
         said = str(error)
         # Most region errors are fixed in the editor; the ones that need something else say so themselves.
-        fix = "" if any(word in said for word in ("resubmit", "delete", "Remove")) else \
-            "; fix or delete the region in Label Studio and resubmit"
+        fix = (
+            ""
+            if any(word in said for word in ("resubmit", "delete", "Remove"))
+            else "; fix or delete the region in Label Studio and resubmit"
+        )
         return {**entry, "fate": "rejected", "reason": f"{where}: {said}{fix}"}, None
-    entry.update(fate="ok", reason="", regions=decoded.regions, overlap_pixels=decoded.overlap_pixels,
-                 ignored=decoded.ignored)
+    entry.update(
+        fate="ok", reason="", regions=decoded.regions, overlap_pixels=decoded.overlap_pixels, ignored=decoded.ignored
+    )
     return entry, decoded.label_map
 
 
@@ -191,8 +243,17 @@ def _task_fate(task_id: int, entries: list[dict], image_problem: str | None, tas
 
 def rejected_items(raw_dir: Path) -> list[dict]:
     """Report entries for the export items pull could not read as tasks (data/raw/rejected.jsonl)."""
-    return [{"task_id": None, "export_item": item["position"], "image": None, "annotations": [], "fate": "rejected",
-             "reason": f"{item['reason']}; fix the export"} for item in read_rejected(raw_dir)]
+    return [
+        {
+            "task_id": None,
+            "export_item": item["position"],
+            "image": None,
+            "annotations": [],
+            "fate": "rejected",
+            "reason": f"{item['reason']}; fix the export",
+        }
+        for item in read_rejected(raw_dir)
+    ]
 
 
 def config_warnings(label_config: str | None, spec: DatasetSpec) -> list[str]:
@@ -204,37 +265,67 @@ def config_warnings(label_config: str | None, spec: DatasetSpec) -> list[str]:
         if control.name in spec.control_tags:
             continue
         if control.kind == "other":
-            warnings.append(f"<{control.tag} name={control.name!r}> is not a segmentation control: annotations holding "
-                            "its results are rejected")
+            warnings.append(
+                f"<{control.tag} name={control.name!r}> is not a segmentation control: annotations holding "
+                "its results are rejected"
+            )
         elif control.kind == "ignored":
-            warnings.append(f"<{control.tag} name={control.name!r}> is not painted: its results are counted per annotation")
+            warnings.append(
+                f"<{control.tag} name={control.name!r}> is not painted: its results are counted per annotation"
+            )
         else:
-            warnings.append(f"<{control.tag} name={control.name!r}> is not in labelstudio.control_tags or points at "
-                            f"another image: its regions are not painted (their pixels become 255)")
+            warnings.append(
+                f"<{control.tag} name={control.name!r}> is not in labelstudio.control_tags or points at "
+                f"another image: its regions are not painted (their pixels become 255)"
+            )
     return warnings
 
 
 def rules_for(spec: DatasetSpec, params: ValidateParams) -> Rules:
     """Rules from the resolved dataset spec; the unpainted class must be one of its classes."""
     if params.unpainted is not None and params.unpainted not in spec.names:
-        raise PipelineError(f"validate.unpainted={params.unpainted!r} is not in the classes {spec.names}; use one of "
-                            "them or null (ignore)")
+        raise PipelineError(
+            f"validate.unpainted={params.unpainted!r} is not in the classes {spec.names}; use one of "
+            "them or null (ignore)"
+        )
     if isinstance(params.brush_alpha_threshold, bool) or not 1 <= params.brush_alpha_threshold <= 255:
-        raise PipelineError(f"validate.brush_alpha_threshold={params.brush_alpha_threshold!r}: use a whole number "
-                            "in 1..255 (128 keeps the pixels a stroke covers at least half)")
+        raise PipelineError(
+            f"validate.brush_alpha_threshold={params.brush_alpha_threshold!r}: use a whole number "
+            "in 1..255 (128 keeps the pixels a stroke covers at least half)"
+        )
     unpainted = IGNORE_INDEX if params.unpainted is None else spec.names.index(params.unpainted)
-    return Rules(tuple(spec.names), spec.image_tag, spec.control_tags, unpainted, params.max_image_side,
-                 params.brush_alpha_threshold)
+    return Rules(
+        tuple(spec.names),
+        spec.image_tag,
+        spec.control_tags,
+        unpainted,
+        params.max_image_side,
+        params.brush_alpha_threshold,
+    )
 
 
 def write_classes(path: Path, spec: DatasetSpec) -> None:
     """The classes every later stage uses, in id order with colours, and where they came from."""
-    write_json(path, {"classes": [{"name": c.name, "color": list(c.color)} for c in spec.classes],
-                      "image_tag": spec.image_tag, "control_tags": list(spec.control_tags)})
+    write_json(
+        path,
+        {
+            "classes": [{"name": c.name, "color": list(c.color)} for c in spec.classes],
+            "image_tag": spec.image_tag,
+            "control_tags": list(spec.control_tags),
+        },
+    )
 
 
-def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base: BaseParams, ls: LabelStudioParams,
-        params: ValidateParams, scheduler: str | None = None) -> dict:
+def run(
+    raw_dir: Path,
+    images_dir: Path,
+    out_dir: Path,
+    report_path: Path,
+    base: BaseParams,
+    ls: LabelStudioParams,
+    params: ValidateParams,
+    scheduler: str | None = None,
+) -> dict:
     """Validate the snapshot in `raw_dir`; returns the report's counts.
 
     Tasks are checked by `pipeline.taskmap` (local processes, or the Dask cluster at `scheduler`
@@ -246,11 +337,17 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
     counts: Counter = Counter()
     ignored: Counter = Counter()  # results not painted, by type, over the annotations that are ok
     backend = choose_backend(scheduler, params.workers)
-    with replace_dir(out_dir) as staging, streamed_report(report_path, "tasks") as report, \
-            open(annotation_maps.index_path(staging), "wb") as index:
+    with (
+        replace_dir(out_dir) as staging,
+        streamed_report(report_path, "tasks") as report,
+        open(annotation_maps.index_path(staging), "wb") as index,
+    ):
         write_classes(staging / CLASSES_FILE, spec)
         kernel = partial(validate_payload, rules=rules)
-        with open(tasks_path(raw_dir), "rb") as lines, tqdm(desc=f"validate on {backend.describe()}", unit="task") as bar:
+        with (
+            open(tasks_path(raw_dir), "rb") as lines,
+            tqdm(desc=f"validate on {backend.describe()}", unit="task") as bar,
+        ):
             payloads = (task_payload(line, images_dir, rules.max_image_side) for line in lines)
             try:
                 for result in backend.map(kernel, payloads):
@@ -266,7 +363,9 @@ def run(raw_dir: Path, images_dir: Path, out_dir: Path, report_path: Path, base:
             "counts": dict(sorted(counts.items())),
             "ignored_results": dict(sorted(ignored.items())),
             "config_warnings": config_warnings(project.get("label_config"), spec),
-            "classes": spec.names, "image_tag": spec.image_tag, "control_tags": list(spec.control_tags),
+            "classes": spec.names,
+            "image_tag": spec.image_tag,
+            "control_tags": list(spec.control_tags),
             "project": {"id": project.get("id"), "title": project.get("title")},
         }
         report.finish(summary)
@@ -277,7 +376,7 @@ def _write_result(parts: dict[str, bytes], staging: Path, report, index, counts:
     """Write one task's files, report entry and index line (the driver's side of the map)."""
     for name, content in parts.items():
         if name.startswith("file:"):
-            target = staging / name[len("file:"):]
+            target = staging / name[len("file:") :]
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(content)
     entry = orjson.loads(parts["report"])

@@ -39,9 +39,18 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def save_checkpoint(path: Path, model: nn.Module, params: TrainParams, classes: list[str],
-                    palette: list[tuple[int, int, int]], epoch: int, best_score: float, metrics: dict,
-                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None) -> None:
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    params: TrainParams,
+    classes: list[str],
+    palette: list[tuple[int, int, int]],
+    epoch: int,
+    best_score: float,
+    metrics: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+) -> None:
     """Write the checkpoint to a temporary sibling, then rename it over `path`."""
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -94,12 +103,15 @@ def model_from_checkpoint(state: dict, device: torch.device | str = "cpu") -> nn
 def check_resumable(state: dict, params: TrainParams, classes: list[str], path: Path) -> None:
     """A resumed run must train the same network on the same classes."""
     if state["classes"] != list(classes):
-        raise TrainingError(f"{path} was trained on classes {state['classes']}, params have {list(classes)}; "
-                            "delete it to start afresh")
+        raise TrainingError(
+            f"{path} was trained on classes {state['classes']}, params have {list(classes)}; delete it to start afresh"
+        )
     for key in ARCHITECTURE_KEYS:
         if state["params"][key] != getattr(params, key):
-            raise TrainingError(f"{path} has train.{key}={state['params'][key]!r}, params have "
-                                f"{getattr(params, key)!r}; delete it to start afresh")
+            raise TrainingError(
+                f"{path} has train.{key}={state['params'][key]!r}, params have "
+                f"{getattr(params, key)!r}; delete it to start afresh"
+            )
 
 
 def finite_or_none(value: float) -> float | None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -20,9 +20,17 @@ def comparison_markdown(rows: Sequence[dict], names: Sequence[str]) -> str:
     head = ["model", "architecture", "encoder", "params (M)", "ms/image", "mIoU", "pixel acc.", "mean Dice", *names]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [f"`{row['model']}`", row["architecture"], row["encoder"], f"{row['parameters'] / 1e6:.2f}",
-                 f"{row['ms_per_image']:.1f}", _cell(row["mIoU"]), _cell(row["pixel_accuracy"]),
-                 _cell(row["mean_dice"]), *(_cell(row["iou"][n]) for n in names)]
+        cells = [
+            f"`{row['model']}`",
+            row["architecture"],
+            row["encoder"],
+            f"{row['parameters'] / 1e6:.2f}",
+            f"{row['ms_per_image']:.1f}",
+            _cell(row["mIoU"]),
+            _cell(row["pixel_accuracy"]),
+            _cell(row["mean_dice"]),
+            *(_cell(row["iou"][n]) for n in names),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -39,8 +39,9 @@ class Sample:
     image_name: str
 
 
-def list_samples(images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, split: str,
-                 key: str = "the split name") -> list[Sample]:
+def list_samples(
+    images_dir: Path, annotations_dir: Path, labels_dir: Path, splits_dir: Path, split: str, key: str = "the split name"
+) -> list[Sample]:
     """The samples of split `split`, in split-file order; every task must have an image and a label map.
 
     `key` is the param that named the split, for the error when the split does not exist.
@@ -49,12 +50,16 @@ def list_samples(images_dir: Path, annotations_dir: Path, labels_dir: Path, spli
     samples = []
     for task_id in read_split(splits_dir, split, key):
         if task_id not in entries:
-            raise TrainingError(f"task {task_id} of split {split!r} is not in {index_path(annotations_dir)}; "
-                                "run split again after validate")
+            raise TrainingError(
+                f"task {task_id} of split {split!r} is not in {index_path(annotations_dir)}; "
+                "run split again after validate"
+            )
         entry = entries[task_id]
         label = label_path(labels_dir, task_id)
         if not label.is_file():
-            raise TrainingError(f"no consensus label map {label} for task {task_id} of split {split!r}; run merge again")
+            raise TrainingError(
+                f"no consensus label map {label} for task {task_id} of split {split!r}; run merge again"
+            )
         name = entry.get("image_name") or entry["image"]
         samples.append(Sample(task_id, Path(images_dir) / entry["image"], label, name))
     return samples
@@ -90,12 +95,16 @@ def drop_unconfident(label: np.ndarray, sample: Sample, min_confidence: float) -
         return label
     path = confidence_path(sample.label)
     if not path.is_file():
-        raise TrainingError(f"task {sample.task_id}: no confidence map {path} for train.min_label_confidence="
-                            f"{min_confidence}; run merge again (it writes one per task) or set it to 0")
+        raise TrainingError(
+            f"task {sample.task_id}: no confidence map {path} for train.min_label_confidence="
+            f"{min_confidence}; run merge again (it writes one per task) or set it to 0"
+        )
     confidence = read_label_map(path)
     if confidence.shape != label.shape:
-        raise TrainingError(f"task {sample.task_id}: confidence map {path} is {confidence.shape}, label map "
-                            f"{label.shape}; run merge again")
+        raise TrainingError(
+            f"task {sample.task_id}: confidence map {path} is {confidence.shape}, label map "
+            f"{label.shape}; run merge again"
+        )
     out = label.copy()
     out[confidence < 255 * min_confidence] = IGNORE_INDEX
     return out
@@ -137,10 +146,10 @@ class EvalDataset(Dataset):
 
 @dataclasses.dataclass
 class EvalBatch:
-    images: torch.Tensor                 # (N, 3, h', w') padded to the stride with 0 (the mean colour)
-    sizes: list[tuple[int, int]]         # (h, w) of each image before padding
-    truths: list[torch.Tensor]           # (H, W) uint8 each, full resolution
-    indices: list[int]                   # positions in the dataset
+    images: torch.Tensor  # (N, 3, h', w') padded to the stride with 0 (the mean colour)
+    sizes: list[tuple[int, int]]  # (h, w) of each image before padding
+    truths: list[torch.Tensor]  # (H, W) uint8 each, full resolution
+    indices: list[int]  # positions in the dataset
 
     def pin_memory(self) -> EvalBatch:
         self.images = self.images.pin_memory()
@@ -162,15 +171,32 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(torch.initial_seed() % 2**32)
 
 
-def make_loader(dataset: Dataset, batch_size: int, workers: int, *, shuffle: bool, seed: int,
-                sampler: Sampler | None = None, drop_last: bool = False, collate_fn=None,
-                pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    sampler: Sampler | None = None,
+    drop_last: bool = False,
+    collate_fn=None,
+    pin_memory: bool = False,
+) -> DataLoader:
     """A DataLoader with seeded shuffling/augmentation and persistent workers when there are any."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-        num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
-        drop_last=drop_last, collate_fn=collate_fn, worker_init_fn=seed_worker, generator=generator,
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        worker_init_fn=seed_worker,
+        generator=generator,
         prefetch_factor=2 if workers > 0 else None,
     )
 

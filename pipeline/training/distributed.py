@@ -67,8 +67,12 @@ def setup(device_name: str, threads: int = 0) -> Runtime:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            rank=rank,
+            world_size=world_size,
+            device_id=device if device.type == "cuda" else None,
+        )
     return Runtime(rank, world_size, local_rank, device)
 
 
@@ -99,4 +103,3 @@ def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     work = tensor.to(runtime.device if runtime.device.type == "cuda" else "cpu").clone()
     dist.all_reduce(work, op=dist.ReduceOp.SUM)
     return work.to(tensor.device)
-

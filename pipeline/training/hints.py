@@ -21,15 +21,16 @@ from pipeline.labelstudio import tasks
 @dataclasses.dataclass(frozen=True)
 class Disagreement:
     task_id: int
-    score: float              # disagree / labelled
-    disagree: int             # confident, contradicting pixels
-    labelled: int             # pixels with a class label
-    label_class: int | None   # the most frequent (label, prediction) pair among the disagreeing pixels
+    score: float  # disagree / labelled
+    disagree: int  # confident, contradicting pixels
+    labelled: int  # pixels with a class label
+    label_class: int | None  # the most frequent (label, prediction) pair among the disagreeing pixels
     predicted_class: int | None
 
 
-def disagreement(task_id: int, label: np.ndarray, pred: np.ndarray, confidence: np.ndarray,
-                 threshold: float, num_classes: int) -> Disagreement:
+def disagreement(
+    task_id: int, label: np.ndarray, pred: np.ndarray, confidence: np.ndarray, threshold: float, num_classes: int
+) -> Disagreement:
     """label, pred: (H, W) uint8; confidence: (H, W) float max softmax."""
     labelled = (label != IGNORE_INDEX) & (label < num_classes)
     wrong = labelled & (confidence > threshold) & (pred != label)

@@ -74,15 +74,23 @@ def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams, steps_
 
 @dataclasses.dataclass
 class EpochStats:
-    loss: float          # mean training loss over every process's batches
-    lr: float            # learning rate at the end of the epoch
+    loss: float  # mean training loss over every process's batches
+    lr: float  # learning rate at the end of the epoch
     seconds: float
-    data_wait: float     # share of the epoch spent waiting for the next batch
+    data_wait: float  # share of the epoch spent waiting for the next batch
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler, runtime: Runtime, dtype: torch.dtype | None, channels_last: bool,
-                    description: str = "train") -> EpochStats:
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    runtime: Runtime,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+    description: str = "train",
+) -> EpochStats:
     """One pass over `loader`, stepping the schedule per batch; the loss is averaged over processes."""
     model.train()
     device = runtime.device
@@ -117,8 +125,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
     return EpochStats(float(total[0] / total[1]), optimizer.param_groups[0]["lr"], seconds, waited / max(seconds, 1e-9))
 
 
-def validation_confusion(model: nn.Module, loader: DataLoader, num_classes: int, runtime: Runtime,
-                         dtype: torch.dtype | None, channels_last: bool) -> np.ndarray:
+def validation_confusion(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    runtime: Runtime,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+) -> np.ndarray:
     """(C, C) confusion matrix of this process's validation shard, summed over processes."""
     cm = np.zeros((num_classes, num_classes), np.int64)
     for p in predictions(model, loader, runtime.device, dtype, channels_last):

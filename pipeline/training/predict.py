@@ -42,15 +42,20 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 @dataclasses.dataclass
 class Prediction:
-    index: int               # position in the dataset
-    pred: np.ndarray         # (H, W) uint8 class ids
-    confidence: np.ndarray   # (H, W) float32 max softmax
-    truth: np.ndarray        # (H, W) uint8 label map, 255 = ignore
+    index: int  # position in the dataset
+    pred: np.ndarray  # (H, W) uint8 class ids
+    confidence: np.ndarray  # (H, W) float32 max softmax
+    truth: np.ndarray  # (H, W) uint8 label map, 255 = ignore
 
 
 @torch.no_grad()
-def predict_batch(model: nn.Module, batch: EvalBatch, device: torch.device, dtype: torch.dtype | None = None,
-                  channels_last: bool = False) -> list[Prediction]:
+def predict_batch(
+    model: nn.Module,
+    batch: EvalBatch,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> list[Prediction]:
     """Forward a padded batch; crop each image's logits, resize them (bilinear) to its label size."""
     images = batch.images.to(device, non_blocking=True)
     if channels_last:
@@ -63,13 +68,19 @@ def predict_batch(model: nn.Module, batch: EvalBatch, device: torch.device, dtyp
         if (h, w) != tuple(truth.shape):
             one = nnf.interpolate(one, size=tuple(truth.shape), mode="bilinear", align_corners=False)
         confidence, pred = one.softmax(dim=1)[0].max(dim=0)
-        out.append(Prediction(batch.indices[k], pred.to(torch.uint8).cpu().numpy(),
-                              confidence.cpu().numpy(), truth.numpy()))
+        out.append(
+            Prediction(batch.indices[k], pred.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy(), truth.numpy())
+        )
     return out
 
 
-def predictions(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None,
-                channels_last: bool = False) -> Iterator[Prediction]:
+def predictions(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> Iterator[Prediction]:
     """Every image of an evaluation loader (collate_eval batches), in loader order, model in eval mode."""
     was_training = model.training
     model.eval()

@@ -73,19 +73,22 @@ class RandomScale(v2.Transform):
 def check_geometry(crop_size: int, scale_range: tuple[float, ...], stride: int) -> None:
     if crop_size % stride:
         low = crop_size // stride * stride
-        raise TrainingError(f"train.crop_size {crop_size} is not a multiple of {stride}; "
-                            f"use {low or stride} or {low + stride}")
+        raise TrainingError(
+            f"train.crop_size {crop_size} is not a multiple of {stride}; use {low or stride} or {low + stride}"
+        )
     if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
         raise TrainingError(f"train.scale_range must be [low, high] with 0 < low <= high, got {list(scale_range)}")
 
 
-def train_transform(base_size: int | None, crop_size: int, scale_range: tuple[float, float],
-                    hflip: bool, color_jitter: float) -> v2.Compose:
+def train_transform(
+    base_size: int | None, crop_size: int, scale_range: tuple[float, float], hflip: bool, color_jitter: float
+) -> v2.Compose:
     """Random scale, crop (padded with the mean colour / 255), flip, colour jitter, normalise."""
     steps: list[v2.Transform] = [
         RandomScale(base_size, tuple(scale_range)),
-        v2.RandomCrop(crop_size, pad_if_needed=True,
-                      fill={tv_tensors.Image: MEAN_PIXEL, tv_tensors.Mask: IGNORE_INDEX}),
+        v2.RandomCrop(
+            crop_size, pad_if_needed=True, fill={tv_tensors.Image: MEAN_PIXEL, tv_tensors.Mask: IGNORE_INDEX}
+        ),
     ]
     if hflip:
         steps.append(v2.RandomHorizontalFlip())

@@ -66,7 +66,10 @@ def test_bad_token_is_a_clear_401_without_the_token(label_studio: server.Running
 def test_refused_connection_retries_for_a_bounded_time() -> None:
     url = f"http://127.0.0.1:{server.free_port()}"
     started = time.monotonic()
-    with LabelStudioClient(url, "b" * 40, retry_total_s=1.5) as client, pytest.raises(LabelStudioError, match="cannot reach"):
+    with (
+        LabelStudioClient(url, "b" * 40, retry_total_s=1.5) as client,
+        pytest.raises(LabelStudioError, match="cannot reach"),
+    ):
         client.find_project(1)
     assert time.monotonic() - started < 30
 
@@ -101,7 +104,11 @@ def test_download_through_the_server(ls_client: LabelStudioClient, project_files
 
 @pytest.mark.parametrize(
     "reference",
-    ["http://169.254.169.254/latest/meta-data", "/data/local-files/?d=../../etc/passwd", "/data/local-files/?d=/etc/passwd"],
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "/data/local-files/?d=../../etc/passwd",
+        "/data/local-files/?d=/etc/passwd",
+    ],
 )
 def test_unsafe_file_references_are_refused(ls_client: LabelStudioClient, reference: str) -> None:
     with pytest.raises(UnsafeReferenceError), ImageFetcher(ls_client.fetch_settings()) as fetcher:

@@ -41,7 +41,12 @@ DEFAULT = LabelStudioParams(project=1)
 def test_templates_need_no_params_but_the_project():
     for xml, control in ((MASKS_TEMPLATE, "tag"), (POLYGONS_TEMPLATE, "label")):
         spec = dataset_spec(xml, BASE, DEFAULT, unpainted=None)
-        assert (spec.image_tag, spec.data_key, spec.control_tags, spec.value_list) == ("image", "image", (control,), False)
+        assert (spec.image_tag, spec.data_key, spec.control_tags, spec.value_list) == (
+            "image",
+            "image",
+            (control,),
+            False,
+        )
         assert [(c.name, c.color) for c in spec.classes] == [("Airplane", (255, 0, 0)), ("Car", (0, 0, 255))]
 
 
@@ -54,8 +59,17 @@ def test_labels_and_tools_are_read_with_kinds_objects_and_aliases():
     config = read_label_config(MULTI_TOOL)
     assert config.images["img"].data_key == "picture" and config.images["second"].data_key == "other"
     kinds = {name: control.kind for name, control in config.controls.items()}
-    assert kinds == {"labels": "labels", "brush": "tool", "poly": "tool", "rect": "tool", "ell": "tool", "wand": "tool",
-                     "kp": "ignored", "weather": "ignored", "other_poly": "labelled"}
+    assert kinds == {
+        "labels": "labels",
+        "brush": "tool",
+        "poly": "tool",
+        "rect": "tool",
+        "ell": "tool",
+        "wand": "tool",
+        "kp": "ignored",
+        "weather": "ignored",
+        "other_poly": "labelled",
+    }
     assert config.controls["labels"].labels == ("Planet", "moon")  # the alias is what results store
     spec = dataset_spec(MULTI_TOOL, BASE, LabelStudioParams(project=1, image_tag="img"), unpainted=None)
     assert spec.control_tags == ("labels", "brush", "poly", "rect", "ell", "wand")
@@ -78,7 +92,9 @@ def test_params_override_and_mismatches_name_both_sides():
     with pytest.raises(ConfigError, match=r"control_tags names 'brush'.*not in the label config.*\['tag'\]"):
         dataset_spec(MASKS_TEMPLATE, BASE, LabelStudioParams(project=1, control_tags=("brush",)), unpainted=None)
     with pytest.raises(ConfigError, match=r"'kp', which is a <KeyPointLabels>"):
-        dataset_spec(MULTI_TOOL, BASE, LabelStudioParams(project=1, image_tag="img", control_tags=("kp",)), unpainted=None)
+        dataset_spec(
+            MULTI_TOOL, BASE, LabelStudioParams(project=1, image_tag="img", control_tags=("kp",)), unpainted=None
+        )
 
 
 def test_no_config_means_params_must_say_it_all():

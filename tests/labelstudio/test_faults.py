@@ -76,7 +76,9 @@ def test_transient_5xx_are_retried(flaky: FlakyProxy, label_studio: server.Runni
 
 
 @pytest.mark.parametrize("flaky", [10_000], indirect=True)
-def test_persistent_5xx_give_up_in_bounded_time_with_a_clear_error(flaky: FlakyProxy, label_studio: server.RunningServer) -> None:
+def test_persistent_5xx_give_up_in_bounded_time_with_a_clear_error(
+    flaky: FlakyProxy, label_studio: server.RunningServer
+) -> None:
     started = time.monotonic()
     with LabelStudioClient(flaky.url, label_studio.credentials.token, retry_total_s=2) as client:
         with pytest.raises(LabelStudioError, match=f"{flaky.url} answered HTTP 503") as caught:

@@ -28,8 +28,17 @@ def grid(text: str) -> np.ndarray:
 
 
 def region(rtype: str, value: dict, label="car", rid="r1", w=4, h=4, **extra) -> dict:
-    return {"id": rid, "type": rtype, "from_name": "tag", "to_name": "image", "original_width": w,
-            "original_height": h, "image_rotation": 0, "value": {**value, rtype: [label]}, **extra}
+    return {
+        "id": rid,
+        "type": rtype,
+        "from_name": "tag",
+        "to_name": "image",
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
+        "value": {**value, rtype: [label]},
+        **extra,
+    }
 
 
 def poly(points, **kw):
@@ -90,8 +99,13 @@ def reference_inside(points: np.ndarray, height: int, width: int):
     on_edge = np.zeros((height, width), dtype=bool)
     for (ax, ay), (bx, by) in zip(points, np.roll(points, -1, axis=0)):
         side = (bx - ax) * (ys - ay) - (xs - ax) * (by - ay)
-        on_edge |= (side == 0) & (np.minimum(ax, bx) <= xs) & (xs <= np.maximum(ax, bx)) \
-            & (np.minimum(ay, by) <= ys) & (ys <= np.maximum(ay, by))
+        on_edge |= (
+            (side == 0)
+            & (np.minimum(ax, bx) <= xs)
+            & (xs <= np.maximum(ax, bx))
+            & (np.minimum(ay, by) <= ys)
+            & (ys <= np.maximum(ay, by))
+        )
         winding += (ay <= ys) & (by > ys) & (side > 0)
         winding -= (by <= ys) & (ay > ys) & (side < 0)
     return winding != 0, on_edge
@@ -135,8 +149,12 @@ def test_fill_ellipse_crops_nothing_inside(shape):
 
 
 def test_later_region_wins_and_overlap_is_counted_once():
-    results = [rect(0, 0, 75, 100, label="road", rid="a"), rect(50, 0, 50, 100, label="car", rid="b"),
-               rect(50, 0, 25, 100, label="sky", rid="c"), rect(0, 0, 25, 25, label="road", rid="d")]
+    results = [
+        rect(0, 0, 75, 100, label="road", rid="a"),
+        rect(50, 0, 50, 100, label="car", rid="b"),
+        rect(50, 0, 25, 100, label="sky", rid="c"),
+        rect(0, 0, 25, 25, label="road", rid="d"),
+    ]
     out = annotation_to_label_map(results, CLASSES)
     np.testing.assert_array_equal(out.label_map, grid("0021 0021 0021 0021"))
     # Column 2 only (road, car, then sky), each pixel once; road over road at (0, 0) is no overlap.
@@ -150,8 +168,11 @@ def test_unlabeled_value_fills_unpainted_pixels_and_can_be_a_class():
 
 
 def test_other_tags_and_types_are_ignored_not_errors():
-    results = [{"id": "c", "type": "choices", "value": {"choices": ["x"]}}, rect(0, 0, 50, 50),
-               {**rect(0, 0, 100, 100, rid="other"), "from_name": "other"}]
+    results = [
+        {"id": "c", "type": "choices", "value": {"choices": ["x"]}},
+        rect(0, 0, 50, 50),
+        {**rect(0, 0, 100, 100, rid="other"), "from_name": "other"},
+    ]
     out = annotation_to_label_map(results, CLASSES, from_names={"tag"}, unlabeled_value=0)
     assert out.ignored == {"choices": 1, "control:other": 1} and out.regions == 1
     # The dropped region covered the whole image: what it held is unknown, so 255, never the unpainted class.
@@ -159,9 +180,15 @@ def test_other_tags_and_types_are_ignored_not_errors():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(1, 9).flatmap(lambda h: st.integers(1, 9).flatmap(
-    lambda w: st.lists(st.sampled_from([0, 1, 2, 255]), min_size=h * w, max_size=h * w).map(
-        lambda v: np.array(v, dtype=np.uint8).reshape(h, w)))))
+@given(
+    st.integers(1, 9).flatmap(
+        lambda h: st.integers(1, 9).flatmap(
+            lambda w: st.lists(st.sampled_from([0, 1, 2, 255]), min_size=h * w, max_size=h * w).map(
+                lambda v: np.array(v, dtype=np.uint8).reshape(h, w)
+            )
+        )
+    )
+)
 def test_brush_round_trip_gives_the_label_map_back(label_map):
     results = label_map_to_brush_results(label_map, CLASSES, task_id=5, from_name="tag", to_name="image")
     present = sorted(set(label_map.flat) - {255})
@@ -175,8 +202,10 @@ def test_brush_round_trip_gives_the_label_map_back(label_map):
 
 def test_region_ids_are_deterministic_and_differ_between_tasks():
     m = grid("01 2.")
-    ids = [[r["id"] for r in label_map_to_brush_results(m, CLASSES, task_id=t, from_name="tag", to_name="image")]
-           for t in (1, 1, 2)]
+    ids = [
+        [r["id"] for r in label_map_to_brush_results(m, CLASSES, task_id=t, from_name="tag", to_name="image")]
+        for t in (1, 1, 2)
+    ]
     assert ids[0] == ids[1] and not set(ids[0]) & set(ids[2]) and len(set(ids[0])) == 3
     assert all(len(i) == 10 and i.isalnum() for i in ids[0])
 
@@ -222,7 +251,10 @@ ERRORS = {
     "width_fraction": (changed(RECT, original_width=4.5), "original_width is 4.5"),
     "width_huge": (changed(RECT, original_width=2**15 + 1), "1..32768"),
     "height_missing": (changed(RECT, original_height=DELETE), "'original_height'"),
-    "label_unknown": (changed(RECT, value__rectanglelabels=["bus"]), "'bus' is not a class; valid names: road, car, sky"),
+    "label_unknown": (
+        changed(RECT, value__rectanglelabels=["bus"]),
+        "'bus' is not a class; valid names: road, car, sky",
+    ),
     "labels_several": (changed(RECT, value__rectanglelabels=["car", "road"]), "2 labels"),
     "labels_empty": (changed(RECT, value__rectanglelabels=[]), "empty label list"),
     "labels_missing": (changed(RECT, value__rectanglelabels=DELETE), "'value.rectanglelabels'"),
@@ -283,8 +315,9 @@ def test_label_studio_export_fixture_decodes_to_the_expected_map():
     (task,) = json.loads((FIXTURES / "export_task_brush_polygon.json").read_text())
     done = [a for a in task["annotations"] if not a["was_cancelled"]]
     out = annotation_to_label_map(done[0]["result"], CLASSES, height=8, width=12)
-    expected = grid("222222222222 222222222222 ............ ............ "
-                    "...111000000 000111000000 000111000000 000000000000")
+    expected = grid(
+        "222222222222 222222222222 ............ ............ ...111000000 000111000000 000111000000 000000000000"
+    )
     np.testing.assert_array_equal(out.label_map, expected)
     assert (out.regions, out.overlap_pixels, out.ignored) == (3, 6, {"choices": 1})
     with pytest.raises(ResultError, match="empty result"):
@@ -292,18 +325,53 @@ def test_label_studio_export_fixture_decodes_to_the_expected_map():
 
 
 junk = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 40) | st.sampled_from([2**15 + 1, 10**400, -(2**70)])
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=5)
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 40)
+    | st.sampled_from([2**15 + 1, 10**400, -(2**70)])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=5)
     | st.sampled_from(["brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels", "car", "rle"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["x", "y", "width", "height", "radiusX", "radiusY", "points", "rle", "format",
-                         "rotation", "closed", "brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels"]),
-        inner, max_size=5),
-    max_leaves=12)
-garbage_result = st.fixed_dictionaries({}, optional={
-    "id": junk, "type": st.sampled_from(["brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels"]) | junk,
-    "from_name": st.just("tag") | junk, "original_width": st.integers(-2, 9) | junk,
-    "original_height": st.integers(-2, 9) | junk, "image_rotation": st.just(0) | junk, "value": junk})
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "x",
+                    "y",
+                    "width",
+                    "height",
+                    "radiusX",
+                    "radiusY",
+                    "points",
+                    "rle",
+                    "format",
+                    "rotation",
+                    "closed",
+                    "brushlabels",
+                    "polygonlabels",
+                    "rectanglelabels",
+                    "ellipselabels",
+                ]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=12,
+)
+garbage_result = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": junk,
+        "type": st.sampled_from(["brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels"]) | junk,
+        "from_name": st.just("tag") | junk,
+        "original_width": st.integers(-2, 9) | junk,
+        "original_height": st.integers(-2, 9) | junk,
+        "image_rotation": st.just(0) | junk,
+        "value": junk,
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -317,9 +385,26 @@ def test_garbage_only_ever_raises_pipeline_errors(results):
 
 
 VALID = [rect(0, 0, 50, 50), poly([[0, 0], [50, 0], [0, 50]]), ellipse(50, 50, 20, 20), BRUSH]
-PATHS = ["id", "type", "from_name", "original_width", "original_height", "image_rotation", "value", "value__x",
-         "value__width", "value__points", "value__rle", "value__rotation", "value__radiusX", "value__closed",
-         "value__format", "value__rectanglelabels", "value__polygonlabels", "value__brushlabels"]
+PATHS = [
+    "id",
+    "type",
+    "from_name",
+    "original_width",
+    "original_height",
+    "image_rotation",
+    "value",
+    "value__x",
+    "value__width",
+    "value__points",
+    "value__rle",
+    "value__rotation",
+    "value__radiusX",
+    "value__closed",
+    "value__format",
+    "value__rectanglelabels",
+    "value__polygonlabels",
+    "value__brushlabels",
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -47,8 +47,14 @@ def test_predictions_pushed_twice_leave_one_set(ls_client: LabelStudioClient, pr
     built = lsproject.create_project(ls_client, project_files, "prediction twice")
     maps = {task_id: lsproject.scene(i)[1] for i, task_id in enumerate(built.task_ids)}
     predictions = [
-        {"task": task_id, "model_version": "unet-abc123", "score": 0.25 + i / 10,
-         "result": label_map_to_brush_results(label_map, lsproject.CLASSES, task_id=task_id, from_name="brush", to_name="image")}
+        {
+            "task": task_id,
+            "model_version": "unet-abc123",
+            "score": 0.25 + i / 10,
+            "result": label_map_to_brush_results(
+                label_map, lsproject.CLASSES, task_id=task_id, from_name="brush", to_name="image"
+            ),
+        }
         for i, (task_id, label_map) in enumerate(maps.items())
     ]
     for _ in range(2):

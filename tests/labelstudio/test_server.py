@@ -29,7 +29,11 @@ def test_admin_can_log_in_from_a_browser_form(label_studio: server.RunningServer
         assert form.status_code == 200 and csrf
         answer = browser.post(
             "/user/login/",
-            data={"email": label_studio.credentials.email, "password": label_studio.credentials.password, "csrfmiddlewaretoken": csrf},
+            data={
+                "email": label_studio.credentials.email,
+                "password": label_studio.credentials.password,
+                "csrfmiddlewaretoken": csrf,
+            },
             headers={"Referer": f"{label_studio.url}/user/login/"},
         )
         assert answer.status_code in (302, 303), answer.text[:300]

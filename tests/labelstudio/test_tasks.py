@@ -17,12 +17,24 @@ from pipeline.labelstudio.tasks import (
 
 
 def annotation(aid: int, user: int, created: str, cancelled: bool = False) -> dict:
-    return {"id": aid, "completed_by": {"id": user, "email": f"u{user}@x"}, "created_at": created, "was_cancelled": cancelled}
+    return {
+        "id": aid,
+        "completed_by": {"id": user, "email": f"u{user}@x"},
+        "created_at": created,
+        "was_cancelled": cancelled,
+    }
 
 
 def test_newest_submission_per_annotator_counts_and_cancelled_never():
-    task = {"annotations": [annotation(1, 7, "2026-01-01"), annotation(2, 7, "2026-01-03"), annotation(3, 7, "2026-01-05", True),
-                            annotation(4, 8, "2026-01-02"), "garbage"]}
+    task = {
+        "annotations": [
+            annotation(1, 7, "2026-01-01"),
+            annotation(2, 7, "2026-01-03"),
+            annotation(3, 7, "2026-01-05", True),
+            annotation(4, 8, "2026-01-02"),
+            "garbage",
+        ]
+    }
     assert superseded_annotations(task["annotations"]) == {1: 2}
     assert [a["id"] for a in counted_annotations(task)] == [2, 4]
     assert is_annotated(task) and not is_annotated({"annotations": [annotation(5, 7, "x", cancelled=True)]})

@@ -41,11 +41,23 @@ class LiveBackend:
 
 
 @contextlib.contextmanager
-def live_backend(running: server.RunningServer, checkpoint: Path, work: Path, train_command: str = "true",
-                 basic_auth: tuple[str, str] | None = None) -> Iterator[LiveBackend]:
+def live_backend(
+    running: server.RunningServer,
+    checkpoint: Path,
+    work: Path,
+    train_command: str = "true",
+    basic_auth: tuple[str, str] | None = None,
+) -> Iterator[LiveBackend]:
     """The backend over `checkpoint`, fetching images through the real server, in this process."""
-    options = ServeOptions(checkpoint, "127.0.0.1", server.free_port(), train_command=train_command,
-                           train_log=work / "train.log", cache=work / "cache", workdir=work)
+    options = ServeOptions(
+        checkpoint,
+        "127.0.0.1",
+        server.free_port(),
+        train_command=train_command,
+        train_log=work / "train.log",
+        cache=work / "cache",
+        workdir=work,
+    )
     with LabelStudioClient(running.url, running.credentials.token, retry_total_s=5) as client:
         backend = build_backend(options, BASE, LabelStudioParams(project=0), PullParams(workers=2), PRE, client)
         backend.basic_auth = basic_auth
@@ -55,9 +67,13 @@ def live_backend(running: server.RunningServer, checkpoint: Path, work: Path, tr
 
 def retrieve_predictions(running: server.RunningServer, project_id: int) -> None:
     """The data manager action "Retrieve predictions" on every task, as the UI sends it."""
-    response = httpx.post(f"{running.url}/api/dm/actions/", params={"id": "retrieve_tasks_predictions", "project": project_id},
-                          json={"selectedItems": {"all": True, "excluded": []}},
-                          headers={"Authorization": f"Token {running.credentials.token}"}, timeout=120)
+    response = httpx.post(
+        f"{running.url}/api/dm/actions/",
+        params={"id": "retrieve_tasks_predictions", "project": project_id},
+        json={"selectedItems": {"all": True, "excluded": []}},
+        headers={"Authorization": f"Token {running.credentials.token}"},
+        timeout=120,
+    )
     response.raise_for_status()
 
 

@@ -26,10 +26,14 @@ def _expected(checkpoint: Path, folder: Path, task_ids: list[int]) -> tuple[str,
     predictor = load_predictor(checkpoint, lsproject.CLASSES, None, "cpu", PRE.threads)
     files = [folder / f"seq{i // 2}_{i:03d}.png" for i in range(len(task_ids))]
     records = predict_files(predictor, files, task_ids, "brush", "image")  # the <BrushLabels> of lsproject.CONFIG
-    return predictor.version, {r["task"]: annotation_to_label_map(r["result"], lsproject.CLASSES).label_map for r in records}
+    return predictor.version, {
+        r["task"]: annotation_to_label_map(r["result"], lsproject.CLASSES).label_map for r in records
+    }
 
 
-def test_label_studio_stores_the_models_label_maps(label_studio: server.RunningServer, project_files: Path, tmp_path: Path) -> None:
+def test_label_studio_stores_the_models_label_maps(
+    label_studio: server.RunningServer, project_files: Path, tmp_path: Path
+) -> None:
     checkpoint = write_checkpoint(tmp_path / "models/best.pt")
     with live_backend(label_studio, checkpoint, tmp_path) as live:
         built = lsproject.create_project(live.client, project_files, "live predictions", count=3)
@@ -64,27 +68,35 @@ def test_basic_auth_is_required_when_set(label_studio: server.RunningServer, tmp
 def test_refused_image_gets_no_prediction_and_its_reason(label_studio: server.RunningServer, tmp_path: Path) -> None:
     checkpoint = write_checkpoint(tmp_path / "best.pt")
     with live_backend(label_studio, checkpoint, tmp_path) as live:
-        tasks = [{"id": 1, "data": {"image": "http://203.0.113.9/x.png"}}, {"id": 2, "data": {"image": "/data/local-files/?d=../etc/passwd"}},
-                 {"id": 3, "data": {}}]
+        tasks = [
+            {"id": 1, "data": {"image": "http://203.0.113.9/x.png"}},
+            {"id": 2, "data": {"image": "/data/local-files/?d=../etc/passwd"}},
+            {"id": 3, "data": {}},
+        ]
         answer = httpx.post(f"{live.url}/predict", json={"tasks": tasks, "label_config": lsproject.CONFIG}).json()
         assert answer["results"] == [[], [], []]
         assert "pull.allowed_origins" in answer["errors"][0] and "leaves the document root" in answer["errors"][1]
         assert "task 3" in answer["errors"][2]
 
 
-def test_training_from_the_webhook_changes_the_model_version(label_studio: server.RunningServer, project_files: Path,
-                                                              tmp_path: Path) -> None:
+def test_training_from_the_webhook_changes_the_model_version(
+    label_studio: server.RunningServer, project_files: Path, tmp_path: Path
+) -> None:
     layout = make_dataset(tmp_path / "train", n=4, size=(32, 32))
     params = tmp_path / "params.yaml"
     classes = "".join(f"\n    - {{name: {name}, color: [9, 9, 9]}}" for name in lsproject.CLASSES)
-    params.write_text(f"base:\n  seed: 0\n  ignore_index: 255\n  classes:{classes}\n"
-                      "train:\n  architecture: Unet\n  encoder: mobilenet_v2\n  encoder_weights: null\n  epochs: 1\n"
-                      "  batch_size: 4\n  base_size: null\n  crop_size: 32\n  workers: 0\n  device: cpu\n  threads: 1\n"
-                      "  channels_last: false\n  class_weights: null\n")
+    params.write_text(
+        f"base:\n  seed: 0\n  ignore_index: 255\n  classes:{classes}\n"
+        "train:\n  architecture: Unet\n  encoder: mobilenet_v2\n  encoder_weights: null\n  epochs: 1\n"
+        "  batch_size: 4\n  base_size: null\n  crop_size: 32\n  workers: 0\n  device: cpu\n  threads: 1\n"
+        "  channels_last: false\n  class_weights: null\n"
+    )
     models = tmp_path / "models"
     checkpoint = write_checkpoint(models / "best.pt")
-    command = (f"{sys.executable} -m pipeline train --images {layout.raw} --annotations {layout.annotations} --labels {layout.labels} "
-               f"--splits {layout.splits} --models {models} --live {tmp_path / 'live'} --params {params}")
+    command = (
+        f"{sys.executable} -m pipeline train --images {layout.raw} --annotations {layout.annotations} --labels {layout.labels} "
+        f"--splits {layout.splits} --models {models} --live {tmp_path / 'live'} --params {params}"
+    )
     with live_backend(label_studio, checkpoint, tmp_path, train_command=command) as live:
         built = lsproject.create_project(live.client, project_files, "live retrain", count=2)
         before = live.backend.model.announce()

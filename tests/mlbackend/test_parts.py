@@ -42,8 +42,10 @@ def test_wrong_classes_are_refused_at_the_first_load(tmp_path: Path) -> None:
 def test_one_training_run_at_a_time_with_state_and_log(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     release = tmp_path / "release"  # the run lasts until the test has asked twice
-    script.write_text("import pathlib, time\nprint(\"Running stage 'train':\")\nprint('epoch 1/1', flush=True)\n"
-                      f"while not pathlib.Path({str(release)!r}).exists():\n    time.sleep(0.01)\n")
+    script.write_text(
+        "import pathlib, time\nprint(\"Running stage 'train':\")\nprint('epoch 1/1', flush=True)\n"
+        f"while not pathlib.Path({str(release)!r}).exists():\n    time.sleep(0.01)\n"
+    )
     job = TrainingJob(f"{sys.executable} {script}", tmp_path / "logs/train.log", tmp_path)
     started, status = job.start()
     again, second = job.start()
@@ -52,7 +54,7 @@ def test_one_training_run_at_a_time_with_state_and_log(tmp_path: Path) -> None:
     done = job.wait(60)
     assert done["state"] == "succeeded" and done["returncode"] == 0 and done["stage"] == "train"
     assert done["last_log_line"] == "epoch 1/1"
-    failing = TrainingJob(f"{sys.executable} -c \"raise SystemExit(3)\"", tmp_path / "fail.log", tmp_path)
+    failing = TrainingJob(f'{sys.executable} -c "raise SystemExit(3)"', tmp_path / "fail.log", tmp_path)
     failing.start()
     assert failing.wait(60)["state"] == "failed" and failing.status()["returncode"] == 3
 
@@ -76,8 +78,8 @@ def test_basic_auth_needs_both_variables(monkeypatch) -> None:
 def test_a_correction_fixes_large_disagreements_only() -> None:
     predicted = np.zeros((10, 10), np.uint8)
     own_view = predicted.copy()
-    own_view[0:3, 0:3] = 1          # 9 pixels the model missed: fixed
-    own_view[8, 8] = 2              # 1 pixel off: left as predicted
+    own_view[0:3, 0:3] = 1  # 9 pixels the model missed: fixed
+    own_view[8, 8] = 2  # 1 pixel off: left as predicted
     corrected = correct_prediction(predicted, own_view, min_pixels=4)
     expected = predicted.copy()
     expected[0:3, 0:3] = 1
@@ -85,5 +87,7 @@ def test_a_correction_fixes_large_disagreements_only() -> None:
 
 
 def test_image_name_of_a_local_files_reference() -> None:
-    assert image_name({"data": {"image": "/data/local-files/?d=street-scenes/street00_0001.png"}}) == "street00_0001.png"
+    assert (
+        image_name({"data": {"image": "/data/local-files/?d=street-scenes/street00_0001.png"}}) == "street00_0001.png"
+    )
     assert image_name({"data": {"image": 7}}) is None and image_name({"data": {}}) is None

@@ -67,8 +67,13 @@ def polygon_value(x0: int, y0: int, x1: int, y1: int) -> dict:
 
 
 def rectangle_value(x0: int, y0: int, x1: int, y1: int) -> dict:
-    return {"x": x0 * 100.0 / WIDTH, "y": y0 * 100.0 / HEIGHT, "width": (x1 - x0) * 100.0 / WIDTH,
-            "height": (y1 - y0) * 100.0 / HEIGHT, "rotation": 0}
+    return {
+        "x": x0 * 100.0 / WIDTH,
+        "y": y0 * 100.0 / HEIGHT,
+        "width": (x1 - x0) * 100.0 / WIDTH,
+        "height": (y1 - y0) * 100.0 / HEIGHT,
+        "rotation": 0,
+    }
 
 
 def brush_value(x0: int, y0: int, x1: int, y1: int) -> dict:

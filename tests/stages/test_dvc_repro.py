@@ -19,8 +19,12 @@ from tests import lsproject
 
 pytestmark = pytest.mark.labelstudio
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-HOSTILE_REFERENCES = ["/api/current-user/token", "/api/users/", "/api/current-user/whoami",
-                      "/data/upload/%2e%2e/%2e%2e/api/current-user/token"]
+HOSTILE_REFERENCES = [
+    "/api/current-user/token",
+    "/api/users/",
+    "/api/current-user/whoami",
+    "/data/upload/%2e%2e/%2e%2e/api/current-user/token",
+]
 
 
 def _assert_no_token(token: str, *paths: Path) -> None:
@@ -32,8 +36,14 @@ def _assert_no_token(token: str, *paths: Path) -> None:
 
 def _environment(label_studio: server.RunningServer) -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("LABEL_STUDIO_")}
-    environment.update(label_studio.env(), DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@localhost",
-                       GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@localhost")
+    environment.update(
+        label_studio.env(),
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@localhost",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@localhost",
+    )
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
     return environment
 
@@ -57,8 +67,17 @@ def _make_repository(root: Path, project_id: int, remote: Path) -> None:
     params["labelstudio"].update(project=project_id)
     params["validate"]["unpainted"] = None
     params["split"].update(group_regex="^(seq\\d+)_")
-    params["train"].update(epochs=2, batch_size=2, base_size=None, crop_size=32, scale_range=[1.0, 1.0], workers=0,
-                           encoder="mobilenet_v2", encoder_weights=None, device="cpu")
+    params["train"].update(
+        epochs=2,
+        batch_size=2,
+        base_size=None,
+        crop_size=32,
+        scale_range=[1.0, 1.0],
+        workers=0,
+        encoder="mobilenet_v2",
+        encoder_weights=None,
+        device="cpu",
+    )
     params["evaluate"].update(workers=0, batch_size=2, overlays_worst=1, overlays_random=1, device="cpu")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     config = (root / ".dvc" / "config").read_text().replace("../../segpipe-dvc-storage", str(remote))
@@ -82,7 +101,9 @@ def repository(label_studio: server.RunningServer, tmp_path_factory: pytest.Temp
                 lsproject.annotate(client, built, index, "ann3", [lsproject.polygon_result("road", "road", box)])
         # Hostile tasks: image references that would fetch the token or every user's e-mail with it.
         hostile = client.import_tasks(built.id, [{"image": path} for path in HOSTILE_REFERENCES])
-        client.create_annotation(hostile[0], lsproject.brush_annotation(hostile[0], lsproject.scene(0)[1]), built.users["ann1"])
+        client.create_annotation(
+            hostile[0], lsproject.brush_annotation(hostile[0], lsproject.scene(0)[1]), built.users["ann1"]
+        )
     root = tmp_path_factory.mktemp("repository")
     environment = _environment(label_studio)
     remote = tmp_path_factory.mktemp("remote")
@@ -91,8 +112,15 @@ def repository(label_studio: server.RunningServer, tmp_path_factory: pytest.Temp
     _run(["git", "add", "-A"], root, environment)
     _run(["git", "commit", "-qm", "pipeline"], root, environment)
     first = _run(["dvc", "repro", "split"], root, environment)
-    return {"root": root, "built": built, "environment": environment, "first": first, "token": label_studio.credentials.token,
-            "remote": remote, "hostile": hostile}
+    return {
+        "root": root,
+        "built": built,
+        "environment": environment,
+        "first": first,
+        "token": label_studio.credentials.token,
+        "remote": remote,
+        "hostile": hostile,
+    }
 
 
 def test_repro_writes_every_output(repository: dict) -> None:
@@ -102,7 +130,11 @@ def test_repro_writes_every_output(repository: dict) -> None:
     split_ids = {name: (root / f"data/splits/{name}.txt").read_text().split() for name in ("train", "val", "test")}
     assert sorted(int(i) for ids in split_ids.values() for i in ids) == sorted(labelled)
     groups = {name: {labelled.index(int(i)) // 2 for i in ids} for name, ids in split_ids.items()}
-    assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"]) and not (groups["val"] & groups["test"])
+    assert (
+        not (groups["train"] & groups["val"])
+        and not (groups["train"] & groups["test"])
+        and not (groups["val"] & groups["test"])
+    )
     agreement = json.loads((root / "data/reports/agreement.json").read_text())
     assert set(agreement["annotators"]) == {f"u{uid}" for uid in built.users.values()}
     assert agreement["summary"]["tasks"] == 7
@@ -162,4 +194,6 @@ def test_released_version_comes_back_byte_for_byte(repository: dict, tmp_path: P
     original = {p.name: p.read_bytes() for p in (root / "data/labels").glob("*.png")}
     restored = {p.name: p.read_bytes() for p in (clone / "data/labels").glob("*.png")}
     assert restored == original and original
-    np.testing.assert_array_equal(np.frombuffer(restored[min(restored)], np.uint8), np.frombuffer(original[min(original)], np.uint8))
+    np.testing.assert_array_equal(
+        np.frombuffer(restored[min(restored)], np.uint8), np.frombuffer(original[min(original)], np.uint8)
+    )

@@ -39,8 +39,11 @@ def _run(command: list[str], cwd: Path, environment: dict) -> str:
 
 
 def _tree(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _repository(root: Path, export: Path, document_root: Path) -> None:
@@ -63,8 +66,14 @@ def test_datasets_round_trip_through_an_s3_remote(tmp_path: Path):
     with s3server.running(tmp_path) as s3:
         s3.client().create_bucket(Bucket=BUCKET)
         environment = {key: value for key, value in os.environ.items() if not key.startswith(("LABEL_STUDIO_", "AWS_"))}
-        environment.update(s3.env(), DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@localhost",
-                           GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@localhost")
+        environment.update(
+            s3.env(),
+            DVC_NO_ANALYTICS="1",
+            GIT_AUTHOR_NAME="t",
+            GIT_AUTHOR_EMAIL="t@localhost",
+            GIT_COMMITTER_NAME="t",
+            GIT_COMMITTER_EMAIL="t@localhost",
+        )
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
         root = tmp_path / "repository"
         root.mkdir()
@@ -86,7 +95,9 @@ def test_datasets_round_trip_through_an_s3_remote(tmp_path: Path):
         assert not (clone / "data" / "labels").exists() and not (clone / "data" / "raw").exists()  # only in the remote
         _run(["dvc", "pull", "--with-deps", "merge"], clone, environment)
         original, restored = _tree(root / "data"), _tree(clone / "data")
-        assert any(name.startswith("labels/") for name in original) and any(name.startswith("annotations/") for name in original)
+        assert any(name.startswith("labels/") for name in original) and any(
+            name.startswith("annotations/") for name in original
+        )
         assert restored == original
         status = _run(["dvc", "status", "validate", "merge"], clone, environment)
         assert "up to date" in status and "changed" not in status

@@ -25,23 +25,44 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
         image, truth = scene(index, 48, 64)
         cv2.imwrite(str(root / "shots" / f"s{index}.png"), image)
         rng = np.random.default_rng(index)
-        drawings = [Drawing(10 + k, f"{p}@example.com", simulate_annotator(truth, p, rng, len(CLASSES)), tool)
-                    for k, (p, tool) in enumerate((("good", "brush"), ("sloppy", "polygon"), ("misser", "brush")))]
-        tasks.append(export_task(index + 1, f"/data/local-files/?d=shots/s{index}.png", drawings, CLASSES, 3 * index + 1))
+        drawings = [
+            Drawing(10 + k, f"{p}@example.com", simulate_annotator(truth, p, rng, len(CLASSES)), tool)
+            for k, (p, tool) in enumerate((("good", "brush"), ("sloppy", "polygon"), ("misser", "brush")))
+        ]
+        tasks.append(
+            export_task(index + 1, f"/data/local-files/?d=shots/s{index}.png", drawings, CLASSES, 3 * index + 1)
+        )
     tasks.append({"id": 999, "data": {"image": "/data/local-files/?d=../outside.png"}, "annotations": []})
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks[::-1]))  # any order in: sorted out
-    count = pull.run(tmp_path / "raw", tmp_path / "images", LabelStudioParams(project=0),
-                     PullParams(export_file=str(export), document_root=str(root), workers=2))
+    count = pull.run(
+        tmp_path / "raw",
+        tmp_path / "images",
+        LabelStudioParams(project=0),
+        PullParams(export_file=str(export), document_root=str(root), workers=2),
+    )
     assert count == 121
     lines = (tmp_path / "raw" / "tasks.jsonl").read_text().splitlines()
     assert [json.loads(line)["task"]["id"] for line in lines] == [*range(1, 121), 999]
     assert "leaves the document root" in json.loads(lines[-1])["image"]["error"]
-    counts = validate.run(tmp_path / "raw", tmp_path / "images", tmp_path / "annotations", tmp_path / "validation.json",
-                          BASE, LabelStudioParams(project=0, control_tags=("brush", "polygon")), ValidateParams(workers=2))
+    counts = validate.run(
+        tmp_path / "raw",
+        tmp_path / "images",
+        tmp_path / "annotations",
+        tmp_path / "validation.json",
+        BASE,
+        LabelStudioParams(project=0, control_tags=("brush", "polygon")),
+        ValidateParams(workers=2),
+    )
     assert counts["annotations_ok"] == 360 and counts["tasks_ok"] == 120
-    summary = merge.run(tmp_path / "annotations", tmp_path / "validation.json", tmp_path / "labels",
-                        tmp_path / "agreement.json", BASE, MergeParams(workers=2))
+    summary = merge.run(
+        tmp_path / "annotations",
+        tmp_path / "validation.json",
+        tmp_path / "labels",
+        tmp_path / "agreement.json",
+        BASE,
+        MergeParams(workers=2),
+    )
     assert summary["tasks"] == 120 and len(list((tmp_path / "labels").glob("*.png"))) == 120
     assert len(list((tmp_path / "labels" / "confidence").glob("*.png"))) == 120
     agreement = json.loads((tmp_path / "agreement.json").read_text())
@@ -57,16 +78,36 @@ def test_malformed_export_items_get_one_clear_error_each(tmp_path: Path) -> None
     root = tmp_path / "files"
     root.mkdir()
     cv2.imwrite(str(root / "a.png"), np.zeros((8, 8, 3), np.uint8))
-    good = {"id": 2, "data": {"image": "/data/local-files/?d=a.png"},
-            "annotations": [{"id": 5, "completed_by": {"id": 1}, "result": [{"type": "brushlabels", "value": "nope"}]}, "junk", 7]}
+    good = {
+        "id": 2,
+        "data": {"image": "/data/local-files/?d=a.png"},
+        "annotations": [
+            {"id": 5, "completed_by": {"id": 1}, "result": [{"type": "brushlabels", "value": "nope"}]},
+            "junk",
+            7,
+        ],
+    }
     export = tmp_path / "export.json"
     export.write_text(json.dumps([good, {"id": 3, "data": "not a dict", "annotations": "nor a list"}]))
-    pull.run(tmp_path / "raw", tmp_path / "images", LabelStudioParams(project=0),
-             PullParams(export_file=str(export), document_root=str(root), workers=1))
-    counts = validate.run(tmp_path / "raw", tmp_path / "images", tmp_path / "annotations", tmp_path / "validation.json",
-                          BASE, LabelStudioParams(project=0), ValidateParams(workers=1))
+    pull.run(
+        tmp_path / "raw",
+        tmp_path / "images",
+        LabelStudioParams(project=0),
+        PullParams(export_file=str(export), document_root=str(root), workers=1),
+    )
+    counts = validate.run(
+        tmp_path / "raw",
+        tmp_path / "images",
+        tmp_path / "annotations",
+        tmp_path / "validation.json",
+        BASE,
+        LabelStudioParams(project=0),
+        ValidateParams(workers=1),
+    )
     report = {t["task_id"]: t for t in json.loads((tmp_path / "validation.json").read_text())["tasks"]}
     assert [a["fate"] for a in report[2]["annotations"]] == ["rejected"] * 3
-    assert "not an object" in report[2]["annotations"][1]["reason"] and "task 2" in report[2]["annotations"][0]["reason"]
+    assert (
+        "not an object" in report[2]["annotations"][1]["reason"] and "task 2" in report[2]["annotations"][0]["reason"]
+    )
     assert report[3]["fate"] == "rejected" and "'annotations' is a str, not a list" in report[3]["reason"]
     assert counts["annotations"] == 3 and counts["tasks"] == 2

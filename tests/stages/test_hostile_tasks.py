@@ -58,8 +58,14 @@ ORIGIN_CASES = {  # route -> words the task's error must hold (besides the URL)
     "/fake.png": "not a PNG",
     "/stall.png": "Timeout",
 }
-SERVER_PATHS = ["/api/current-user/token", "/api/users/", "/data/upload/%2e%2e/%2e%2e/api/users/", "/api/projects/",
-                "/user/account", "/data/local-files/?d=a.png&d=../b.png"]
+SERVER_PATHS = [
+    "/api/current-user/token",
+    "/api/users/",
+    "/data/upload/%2e%2e/%2e%2e/api/users/",
+    "/api/projects/",
+    "/user/account",
+    "/data/local-files/?d=a.png&d=../b.png",
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +76,20 @@ def hostile(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPat
     cv2.imwrite(str(outside), np.full((8, 8, 3), 99, np.uint8))
     os.symlink(outside, folder / "link.png")
     imagefiles.png_bomb(folder / "bomb.png")
-    with serving(_routes(label_studio.url)) as origin, \
-            LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+    with (
+        serving(_routes(label_studio.url)) as origin,
+        LabelStudioClient(label_studio.url, label_studio.credentials.token) as client,
+    ):
         built = lsproject.create_project(client, folder, "hostile tasks", count=2)
-        references = {"good0": None, "good1": None, **{path: path for path in SERVER_PATHS},
-                      **{route: origin.url + route for route in [*ORIGIN_CASES, "/ok.png", "/hop"]},
-                      "other_origin": f"http://127.0.0.1:{server.free_port()}/x.png",
-                      "symlink": f"/data/local-files/?d={folder.name}/link.png",
-                      "bomb": f"/data/local-files/?d={folder.name}/bomb.png"}
+        references = {
+            "good0": None,
+            "good1": None,
+            **{path: path for path in SERVER_PATHS},
+            **{route: origin.url + route for route in [*ORIGIN_CASES, "/ok.png", "/hop"]},
+            "other_origin": f"http://127.0.0.1:{server.free_port()}/x.png",
+            "symlink": f"/data/local-files/?d={folder.name}/link.png",
+            "bomb": f"/data/local-files/?d={folder.name}/bomb.png",
+        }
         extra = [name for name in references if references[name] is not None]
         ids = dict(zip(["good0", "good1"], built.task_ids))
         ids.update(zip(extra, client.import_tasks(built.id, [{"image": references[name]} for name in extra])))
@@ -89,17 +101,42 @@ def hostile(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPat
             for key, value in label_studio.env().items():
                 patch.setenv(key, value)
             patch.setenv("SEGPIPE_ORIGIN_HEADERS", json.dumps({origin.url: {"X-Origin-Key": "for-the-origin-only"}}))
-            patch.setattr(LabelStudioClient, "from_env", classmethod(
-                lambda cls, **kw: cls(label_studio.url, label_studio.credentials.token, timeout_s=2, retry_total_s=2)))
-            pull.run(out / "raw", out / "images", LabelStudioParams(project=built.id),
-                     PullParams(allowed_origins=(origin.url,), workers=4))
+            patch.setattr(
+                LabelStudioClient,
+                "from_env",
+                classmethod(
+                    lambda cls, **kw: cls(
+                        label_studio.url, label_studio.credentials.token, timeout_s=2, retry_total_s=2
+                    )
+                ),
+            )
+            pull.run(
+                out / "raw",
+                out / "images",
+                LabelStudioParams(project=built.id),
+                PullParams(allowed_origins=(origin.url,), workers=4),
+            )
         requests = list(origin.requests)
-    validate.run(out / "raw", out / "images", out / "annotations", out / "validation.json", BASE, LS_PARAMS,
-                 ValidateParams(unpainted=None, workers=1))
+    validate.run(
+        out / "raw",
+        out / "images",
+        out / "annotations",
+        out / "validation.json",
+        BASE,
+        LS_PARAMS,
+        ValidateParams(unpainted=None, workers=1),
+    )
     records = {task["id"]: image for task, image in pull.snapshot_records(out / "raw")}
     report = {t["task_id"]: t for t in json.loads((out / "validation.json").read_text())["tasks"]}
-    return {"ids": ids, "records": records, "report": report, "requests": requests, "origin": origin.url, "out": out,
-            "token": label_studio.credentials.token}
+    return {
+        "ids": ids,
+        "records": records,
+        "report": report,
+        "requests": requests,
+        "origin": origin.url,
+        "out": out,
+        "token": label_studio.credentials.token,
+    }
 
 
 @pytest.mark.parametrize("path", SERVER_PATHS)

@@ -33,14 +33,23 @@ def connected(label_studio: server.RunningServer, monkeypatch: pytest.MonkeyPatc
 
 
 def _pull(out: Path, project_id: int, incremental_pull: bool = True) -> int:
-    return pull.run(out / "raw", out / "images", LabelStudioParams(project=project_id), PullParams(workers=2, incremental=incremental_pull))
+    return pull.run(
+        out / "raw",
+        out / "images",
+        LabelStudioParams(project=project_id),
+        PullParams(workers=2, incremental=incremental_pull),
+    )
 
 
-def test_repull_fetches_only_changes_and_equals_a_full_pull(ls_client: LabelStudioClient, project_files: Path, tmp_path: Path, connected):
+def test_repull_fetches_only_changes_and_equals_a_full_pull(
+    ls_client: LabelStudioClient, project_files: Path, tmp_path: Path, connected
+):
     built = lsproject.create_project(ls_client, project_files, "incremental pull", count=6)
     ids = built.task_ids
     for index in range(4):
-        lsproject.annotate(ls_client, built, index, "ann1", lsproject.brush_annotation(ids[index], lsproject.scene(index)[1]))
+        lsproject.annotate(
+            ls_client, built, index, "ann1", lsproject.brush_annotation(ids[index], lsproject.scene(index)[1])
+        )
     assert _pull(tmp_path / "inc", built.id) == 6
     assert connected == []  # no state yet: the first pull is a full export
     assert (tmp_path / "inc" / "raw.pull-state.json").exists()
@@ -67,14 +76,20 @@ def test_repull_fetches_only_changes_and_equals_a_full_pull(ls_client: LabelStud
         assert (tmp_path / "inc" / "raw" / name).read_bytes() == (tmp_path / "full" / "raw" / name).read_bytes()
     lines = [json.loads(line)["task"] for line in (tmp_path / "inc" / "raw" / "tasks.jsonl").read_text().splitlines()]
     assert ids[1] not in [task["id"] for task in lines] and new_id in [task["id"] for task in lines]
-    assert sorted(p.name for p in (tmp_path / "inc" / "images").rglob("*.png")) == sorted(p.name for p in (tmp_path / "full" / "images").rglob("*.png"))
+    assert sorted(p.name for p in (tmp_path / "inc" / "images").rglob("*.png")) == sorted(
+        p.name for p in (tmp_path / "full" / "images").rglob("*.png")
+    )
 
 
-def test_a_snapshot_the_state_does_not_describe_gets_a_full_pull(ls_client: LabelStudioClient, project_files: Path, tmp_path: Path, connected):
+def test_a_snapshot_the_state_does_not_describe_gets_a_full_pull(
+    ls_client: LabelStudioClient, project_files: Path, tmp_path: Path, connected
+):
     built = lsproject.create_project(ls_client, project_files, "incremental pull state", count=3)
     _pull(tmp_path, built.id)
     tasks = tmp_path / "raw" / "tasks.jsonl"
-    tasks.write_text(tasks.read_text().splitlines(keepends=True)[0])  # a different snapshot (e.g. an older version restored)
+    tasks.write_text(
+        tasks.read_text().splitlines(keepends=True)[0]
+    )  # a different snapshot (e.g. an older version restored)
     assert _pull(tmp_path, built.id) == 3
     assert connected == []  # the state did not match the snapshot: full export
     assert len(tasks.read_text().splitlines()) == 3

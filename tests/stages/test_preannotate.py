@@ -41,20 +41,41 @@ def _project(running: server.RunningServer, folder_name: str, count: int, labell
     with LabelStudioClient(running.url, running.credentials.token) as client:
         built = lsproject.create_project(client, folder, folder_name.replace("_", " "), count=count)
         for index in range(labelled):
-            lsproject.annotate(client, built, index, "ann1", lsproject.brush_annotation(built.task_ids[index], lsproject.scene(index)[1]))
+            lsproject.annotate(
+                client,
+                built,
+                index,
+                "ann1",
+                lsproject.brush_annotation(built.task_ids[index], lsproject.scene(index)[1]),
+            )
     with pytest.MonkeyPatch.context() as patch:
         for key, value in running.env().items():
             patch.setenv(key, value)
         pull.run(tmp / "raw", tmp / "images", LabelStudioParams(project=built.id), PullParams(workers=2))
-    return {"built": built, "raw": tmp / "raw", "images": tmp / "images", "checkpoint": _checkpoint(tmp / "best.pt"), "tmp": tmp}
+    return {
+        "built": built,
+        "raw": tmp / "raw",
+        "images": tmp / "images",
+        "checkpoint": _checkpoint(tmp / "best.pt"),
+        "tmp": tmp,
+    }
 
 
 def _run(case: dict, running: server.RunningServer, monkeypatch: pytest.MonkeyPatch) -> dict:
     for key, value in running.env().items():
         monkeypatch.setenv(key, value)
     tmp = case["tmp"]
-    return preannotate.run(case["raw"], case["images"], case["checkpoint"], None, tmp / "preannotate.json", tmp / "uncertainty.csv",
-                           BASE, LabelStudioParams(project=case["built"].id), PARAMS)
+    return preannotate.run(
+        case["raw"],
+        case["images"],
+        case["checkpoint"],
+        None,
+        tmp / "preannotate.json",
+        tmp / "uncertainty.csv",
+        BASE,
+        LabelStudioParams(project=case["built"].id),
+        PARAMS,
+    )
 
 
 def _predictions(running: server.RunningServer, project_id: int) -> dict[int, list[dict]]:
@@ -74,8 +95,14 @@ def test_unlabeled_tasks_get_one_exact_prediction(case, label_studio, monkeypatc
     # The brush tag and image come from the pulled label config (preannotate.brush_tag is null).
     target = brush_target(json.loads((case["raw"] / "project.json").read_text())["label_config"], None, None)
     assert (target.from_name, target.to_name) == ("brush", "image")
-    version, records = preannotate.predict_records([task for task, _ in pairs], [case["images"] / image["file"] for _, image in pairs],
-                                                   case["checkpoint"], BASE, PARAMS, target)
+    version, records = preannotate.predict_records(
+        [task for task, _ in pairs],
+        [case["images"] / image["file"] for _, image in pairs],
+        case["checkpoint"],
+        BASE,
+        PARAMS,
+        target,
+    )
     assert summary["model_version"] == version and version.startswith("unet-")
     assert summary["predictions_pushed"] == 3
     found = _predictions(label_studio, case["built"].id)
@@ -138,8 +165,11 @@ def test_server_lost_mid_push_then_rerun_converges(tmp_path_factory, monkeypatch
             return sent
 
         monkeypatch.setattr(LabelStudioClient, "_import_batch", stop_after_first_batch)
-        monkeypatch.setattr(LabelStudioClient, "from_env", classmethod(
-            lambda cls, **kw: cls(running.url, running.credentials.token, retry_total_s=2)))
+        monkeypatch.setattr(
+            LabelStudioClient,
+            "from_env",
+            classmethod(lambda cls, **kw: cls(running.url, running.credentials.token, retry_total_s=2)),
+        )
         with pytest.raises(LabelStudioError, match=f"cannot reach Label Studio at {running.url}"):
             _run(case, running, monkeypatch)
         monkeypatch.setattr(LabelStudioClient, "_import_batch", original)
@@ -158,20 +188,41 @@ def test_experiment_run_pushes_nothing_and_promote_does(label_studio, tmp_path_f
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
     summary = _run(case, label_studio, monkeypatch)
     assert summary["pushed"] is False and summary["predictions_pushed"] == 0
-    assert "dvc exp run (throwaway-exp)" in summary["not_pushed_because"] and summary["model_version"].startswith("unet-")
+    assert "dvc exp run (throwaway-exp)" in summary["not_pushed_because"] and summary["model_version"].startswith(
+        "unet-"
+    )
     assert len((case["tmp"] / "uncertainty.csv").read_text().splitlines()) == 4  # the reports are still written
     monkeypatch.delenv("DVC_EXP_NAME")
     monkeypatch.delenv("DVC_EXP_BASELINE_REV")
     tmp = case["tmp"]
-    no_push = preannotate.run(case["raw"], case["images"], case["checkpoint"], None, tmp / "p.json", tmp / "u.csv", BASE,
-                              LabelStudioParams(project=project_id), dataclasses.replace(PARAMS, push=False))
+    no_push = preannotate.run(
+        case["raw"],
+        case["images"],
+        case["checkpoint"],
+        None,
+        tmp / "p.json",
+        tmp / "u.csv",
+        BASE,
+        LabelStudioParams(project=project_id),
+        dataclasses.replace(PARAMS, push=False),
+    )
     assert no_push["pushed"] is False and "preannotate.push is false" in no_push["not_pushed_because"]
     assert all(v == [] for v in _predictions(label_studio, project_id).values())
     with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
         assert client.find_project(project_id).model_version is None
     monkeypatch.setenv("DVC_EXP_NAME", "still-an-experiment")  # promote is a person's choice: it pushes regardless
-    promoted = promote.run(case["checkpoint"], tmp / "live.pt", case["raw"], case["images"], None, tmp / "promote.json",
-                           tmp / "promote.csv", BASE, LabelStudioParams(project=project_id), PARAMS)
+    promoted = promote.run(
+        case["checkpoint"],
+        tmp / "live.pt",
+        case["raw"],
+        case["images"],
+        None,
+        tmp / "promote.json",
+        tmp / "promote.csv",
+        BASE,
+        LabelStudioParams(project=project_id),
+        PARAMS,
+    )
     assert promoted["pushed"] is True and promoted["predictions_pushed"] == 3
     assert sorted(len(v) for v in _predictions(label_studio, project_id).values()) == [1, 1, 1]
     with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:

@@ -53,8 +53,11 @@ def proxy(label_studio: server.RunningServer) -> Iterator[RecordingProxy]:
 
 def test_lost_answer_to_an_import_does_not_duplicate(label_studio, proxy, tmp_path, monkeypatch) -> None:
     case = _project(label_studio, "lost_answer", count=4, labelled=0, tmp=tmp_path)
-    monkeypatch.setattr(LabelStudioClient, "from_env", classmethod(
-        lambda cls, **kw: cls(proxy.url, label_studio.credentials.token, retry_total_s=20)))
+    monkeypatch.setattr(
+        LabelStudioClient,
+        "from_env",
+        classmethod(lambda cls, **kw: cls(proxy.url, label_studio.credentials.token, retry_total_s=20)),
+    )
     summary = _run(case, label_studio, monkeypatch)
     assert proxy.lost and summary["predictions_pushed"] == 4
     found = _predictions(label_studio, case["built"].id)
@@ -68,7 +71,9 @@ def test_stale_predictions_are_deleted_in_bulk(label_studio, proxy, tmp_path, mo
     _run(case, label_studio, monkeypatch)
     first = _predictions(label_studio, case["built"].id)
     version = first[case["built"].task_ids[0]][0]["model_version"]
-    records = [{"task": task, "result": p[0]["result"], "score": 0.125, "model_version": version} for task, p in first.items()]
+    records = [
+        {"task": task, "result": p[0]["result"], "score": 0.125, "model_version": version} for task, p in first.items()
+    ]
     proxy.lost = True  # nothing to lose here: count the requests
     with LabelStudioClient(proxy.url, label_studio.credentials.token) as client:
         preannotate.push(client, case["built"].id, version, records, batch_size=100)

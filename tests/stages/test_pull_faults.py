@@ -17,7 +17,12 @@ pytestmark = pytest.mark.labelstudio
 
 
 def _files(*folders: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder.parent)): p.read_bytes() for folder in folders for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder.parent)): p.read_bytes()
+        for folder in folders
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_server_stopped_mid_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,9 +34,15 @@ def test_server_stopped_mid_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         with LabelStudioClient(running.url, running.credentials.token) as client:
             built = lsproject.create_project(client, folder, "mid pull", count=pull.BATCH + 10)
         raw, images = tmp_path / "raw", tmp_path / "images"
-        monkeypatch.setattr(LabelStudioClient, "from_env", classmethod(
-            lambda cls, **kw: cls(running.url, running.credentials.token, retry_total_s=2)))
-        params = (LabelStudioParams(project=built.id), PullParams(workers=1, incremental=False))  # every task is fetched again
+        monkeypatch.setattr(
+            LabelStudioClient,
+            "from_env",
+            classmethod(lambda cls, **kw: cls(running.url, running.credentials.token, retry_total_s=2)),
+        )
+        params = (
+            LabelStudioParams(project=built.id),
+            PullParams(workers=1, incremental=False),
+        )  # every task is fetched again
         pull.run(raw, images, *params)
         before = _files(raw, images)
 

@@ -35,11 +35,19 @@ def dataset(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPat
     with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
         built = lsproject.create_project(client, folder, "bad inputs", count=8)
         (folder / "not_an_image.png").write_text("this is text, not a PNG")
-        extra = client.import_tasks(built.id, [{"image": f"/data/local-files/?d={folder.name}/missing.png"},
-                                               {"image": f"/data/local-files/?d={folder.name}/not_an_image.png"}])
+        extra = client.import_tasks(
+            built.id,
+            [
+                {"image": f"/data/local-files/?d={folder.name}/missing.png"},
+                {"image": f"/data/local-files/?d={folder.name}/not_an_image.png"},
+            ],
+        )
         built.task_ids.extend(extra)
         ids, truth = built.task_ids, {i: lsproject.scene(i)[1] for i in range(8)}
-        good = {i: lsproject.annotate(client, built, i, "ann1", lsproject.brush_annotation(ids[i], truth[i])) for i in range(7)}
+        good = {
+            i: lsproject.annotate(client, built, i, "ann1", lsproject.brush_annotation(ids[i], truth[i]))
+            for i in range(7)
+        }
         corrupt = _brush(ids[0], truth[0])
         corrupt[0]["value"]["rle"] = [7, 200, 3, 1, 9, 9]
         truncated = _brush(ids[1], truth[1])
@@ -49,16 +57,28 @@ def dataset(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPat
         bad = {
             "corrupt_rle": lsproject.annotate(client, built, 0, "ann2", corrupt),
             "truncated_rle": lsproject.annotate(client, built, 1, "ann2", truncated),
-            "unknown_label": lsproject.annotate(client, built, 2, "ann2", _brush(ids[2], truth[2], brushlabels=["zebra"])),
+            "unknown_label": lsproject.annotate(
+                client, built, 2, "ann2", _brush(ids[2], truth[2], brushlabels=["zebra"])
+            ),
             "wrong_size": lsproject.annotate(client, built, 3, "ann2", wrong_size),
-            "two_points": lsproject.annotate(client, built, 4, "ann2", [lsproject.polygon_result("p2", "car", [(1, 1), (9, 9)])]),
-            "outside": lsproject.annotate(client, built, 5, "ann2", [lsproject.polygon_result("po", "car", [(100, 100), (120, 100), (110, 130)])]),
+            "two_points": lsproject.annotate(
+                client, built, 4, "ann2", [lsproject.polygon_result("p2", "car", [(1, 1), (9, 9)])]
+            ),
+            "outside": lsproject.annotate(
+                client, built, 5, "ann2", [lsproject.polygon_result("po", "car", [(100, 100), (120, 100), (110, 130)])]
+            ),
             "empty": lsproject.annotate(client, built, 6, "ann2", []),
             "cancelled": lsproject.annotate(client, built, 6, "ann3", [], was_cancelled=True),
-            "older_duplicate": lsproject.annotate(client, built, 4, "ann3", lsproject.brush_annotation(ids[4], truth[0])),
+            "older_duplicate": lsproject.annotate(
+                client, built, 4, "ann3", lsproject.brush_annotation(ids[4], truth[0])
+            ),
         }
-        bad["newer_duplicate"] = lsproject.annotate(client, built, 4, "ann3", lsproject.brush_annotation(ids[4], truth[4]))
-        bad["on_missing_image"] = lsproject.annotate(client, built, 8, "ann1", lsproject.brush_annotation(ids[8], truth[0]))
+        bad["newer_duplicate"] = lsproject.annotate(
+            client, built, 4, "ann3", lsproject.brush_annotation(ids[4], truth[4])
+        )
+        bad["on_missing_image"] = lsproject.annotate(
+            client, built, 8, "ann1", lsproject.brush_annotation(ids[8], truth[0])
+        )
         bad["on_text_file"] = lsproject.annotate(client, built, 9, "ann1", lsproject.brush_annotation(ids[9], truth[0]))
     out = tmp_path_factory.mktemp("dataset")
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.credentials.token}
@@ -66,7 +86,15 @@ def dataset(label_studio: server.RunningServer, tmp_path_factory: pytest.TempPat
         for key, value in env.items():
             patch.setenv(key, value)
         pull.run(out / "raw", out / "images", LabelStudioParams(project=built.id), PullParams(workers=2))
-    counts = validate.run(out / "raw", out / "images", out / "annotations", out / "validation.json", BASE, LS_PARAMS, ValidateParams(unpainted=None, workers=2))
+    counts = validate.run(
+        out / "raw",
+        out / "images",
+        out / "annotations",
+        out / "validation.json",
+        BASE,
+        LS_PARAMS,
+        ValidateParams(unpainted=None, workers=2),
+    )
     report = json.loads((out / "validation.json").read_text())
     return {"built": built, "good": good, "bad": bad, "truth": truth, "out": out, "counts": counts, "report": report}
 
@@ -124,12 +152,17 @@ def test_counts_add_up_to_the_export(dataset: dict) -> None:
     counts = dataset["counts"]
     submitted = len(dataset["good"]) + len(dataset["bad"])
     assert counts["annotations"] == submitted
-    assert counts.get("annotations_ok", 0) + counts.get("annotations_rejected", 0) + counts.get("annotations_skipped", 0) == submitted
+    assert (
+        counts.get("annotations_ok", 0) + counts.get("annotations_rejected", 0) + counts.get("annotations_skipped", 0)
+        == submitted
+    )
     assert counts["tasks"] == len(dataset["built"].task_ids)
     assert counts["annotations_ok"] == len(dataset["good"]) + 1  # the newer duplicate is good too
 
 
-def test_pull_is_deterministic_and_refetches_nothing(dataset: dict, label_studio: server.RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pull_is_deterministic_and_refetches_nothing(
+    dataset: dict, label_studio: server.RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw, images = dataset["out"] / "raw", dataset["out"] / "images"
     before = {p.relative_to(raw.parent): p.read_bytes() for p in [*raw.rglob("*"), *images.rglob("*")] if p.is_file()}
     written = {p: p.stat().st_mtime_ns for p in images.rglob("*") if p.is_file()}

@@ -22,8 +22,10 @@ from pipeline.params import LabelStudioParams, PullParams
 from pipeline.stages import pull
 from tests import lsproject, s3server
 
-pytestmark = [pytest.mark.labelstudio,
-              pytest.mark.skipif(s3server.missing_reason() is not None, reason=str(s3server.missing_reason()))]
+pytestmark = [
+    pytest.mark.labelstudio,
+    pytest.mark.skipif(s3server.missing_reason() is not None, reason=str(s3server.missing_reason())),
+]
 BUCKET = "scenes"
 
 
@@ -54,18 +56,35 @@ def _project_on_s3(setup: dict, presign: bool) -> int:
     running, s3 = setup["ls"], setup["s3"]
     with LabelStudioClient(running.url, running.credentials.token) as client:
         project = client.create_project(f"s3 presign={presign}", lsproject.CONFIG)
-        storage = client.call("add S3 storage", client.sdk.import_storage.s3.create, project=project.id, bucket=BUCKET,
-                              prefix="frames/", regex_filter=r".*\.png", use_blob_urls=True, presign=presign,
-                              s3endpoint=s3.endpoint, region_name=s3server.REGION,
-                              aws_access_key_id=s3server.ACCESS_KEY, aws_secret_access_key=s3server.SECRET_KEY)
+        storage = client.call(
+            "add S3 storage",
+            client.sdk.import_storage.s3.create,
+            project=project.id,
+            bucket=BUCKET,
+            prefix="frames/",
+            regex_filter=r".*\.png",
+            use_blob_urls=True,
+            presign=presign,
+            s3endpoint=s3.endpoint,
+            region_name=s3server.REGION,
+            aws_access_key_id=s3server.ACCESS_KEY,
+            aws_secret_access_key=s3server.SECRET_KEY,
+        )
         client.call("sync S3 storage", client.sdk.import_storage.s3.sync, id=storage.id)
     return project.id
 
 
-def _pull(setup: dict, project_id: int, out: Path, monkeypatch: pytest.MonkeyPatch, allowed: tuple[str, ...]) -> list[dict]:
+def _pull(
+    setup: dict, project_id: int, out: Path, monkeypatch: pytest.MonkeyPatch, allowed: tuple[str, ...]
+) -> list[dict]:
     monkeypatch.setenv("LABEL_STUDIO_URL", setup["ls"].url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", setup["ls"].credentials.token)
-    pull.run(out / "raw", out / "images", LabelStudioParams(project=project_id), PullParams(allowed_origins=allowed, workers=2))
+    pull.run(
+        out / "raw",
+        out / "images",
+        LabelStudioParams(project=project_id),
+        PullParams(allowed_origins=allowed, workers=2),
+    )
     return [json.loads(line)["image"] for line in (out / "raw" / "tasks.jsonl").read_text().splitlines()]
 
 

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.stages import train
 from pipeline.__main__ import app
+from pipeline.stages import train
 
 
 def main() -> int:

@@ -49,12 +49,26 @@ def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray
     return image, label
 
 
-def make_dataset(root: Path, n: int = 8, size: tuple[int, int] = (64, 64), seed: int = 0,
-                 splits: dict[str, slice] | None = None, project_id: int | None = 7) -> Layout:
+def make_dataset(
+    root: Path,
+    n: int = 8,
+    size: tuple[int, int] = (64, 64),
+    seed: int = 0,
+    splits: dict[str, slice] | None = None,
+    project_id: int | None = 7,
+) -> Layout:
     """Write raw images, annotations/index.jsonl, labels, splits and validation.json under `root`."""
     root = Path(root)
-    layout = Layout(root / "data/raw", root / "data/annotations", root / "data/labels", root / "data/splits",
-                    root / "models", root / "dvclive", root / "reports", root / "data/reports/validation.json")
+    layout = Layout(
+        root / "data/raw",
+        root / "data/annotations",
+        root / "data/labels",
+        root / "data/splits",
+        root / "models",
+        root / "dvclive",
+        root / "reports",
+        root / "data/reports/validation.json",
+    )
     for folder in (layout.raw / "images", layout.annotations, layout.labels, layout.splits, layout.validation.parent):
         folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -64,8 +78,15 @@ def make_dataset(root: Path, n: int = 8, size: tuple[int, int] = (64, 64), seed:
             image, label = scene(rng, *size)
             cv2.imwrite(str(layout.raw / f"images/{task_id}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             write_label_map(layout.labels / f"{task_id}.png", label)
-            entry = {"task_id": task_id, "image": f"images/{task_id}.png", "height": size[0], "width": size[1],
-                     "image_name": f"scene_{task_id}.png", "data": {}, "maps": {}}
+            entry = {
+                "task_id": task_id,
+                "image": f"images/{task_id}.png",
+                "height": size[0],
+                "width": size[1],
+                "image_name": f"scene_{task_id}.png",
+                "data": {},
+                "maps": {},
+            }
             index.write(json.dumps(entry) + "\n")
     splits = splits or {"train": slice(0, n), "val": slice(0, n), "test": slice(0, n)}
     for name, part in splits.items():
@@ -81,8 +102,22 @@ def base_params(seed: int = 0) -> BaseParams:
 
 def tiny_params(**changes) -> TrainParams:
     """A configuration that trains in seconds on CPU."""
-    values = dict(architecture="Unet", encoder="resnet18", encoder_weights=None, epochs=3, batch_size=4, lr=3e-3,
-                  base_size=None, crop_size=64, scale_range=(0.75, 1.25), color_jitter=0.1, workers=0,
-                  device="cpu", precision="fp32", channels_last=False, class_weights=None)
+    values = dict(
+        architecture="Unet",
+        encoder="resnet18",
+        encoder_weights=None,
+        epochs=3,
+        batch_size=4,
+        lr=3e-3,
+        base_size=None,
+        crop_size=64,
+        scale_range=(0.75, 1.25),
+        color_jitter=0.1,
+        workers=0,
+        device="cpu",
+        precision="fp32",
+        channels_last=False,
+        class_weights=None,
+    )
     values.update(changes)
     return TrainParams(**values)

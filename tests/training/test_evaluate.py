@@ -35,8 +35,17 @@ def checkpoints(tmp_path_factory):
 
 def _evaluate(dataset, checkpoints, reports, **changes):
     params = EvaluateParams(**{"overlays_worst": 2, "overlays_random": 3, "workers": 0, "device": "cpu", **changes})
-    return evaluate.run(dataset.raw, dataset.annotations, dataset.labels, dataset.splits, checkpoints, reports,
-                        base_params(), params, dataset.validation)
+    return evaluate.run(
+        dataset.raw,
+        dataset.annotations,
+        dataset.labels,
+        dataset.splits,
+        checkpoints,
+        reports,
+        base_params(),
+        params,
+        dataset.validation,
+    )
 
 
 def test_evaluate_writes_consistent_reports(dataset, checkpoints, tmp_path):
@@ -44,11 +53,18 @@ def test_evaluate_writes_consistent_reports(dataset, checkpoints, tmp_path):
     labelled = sum(int((read_label_map(p) != 255).sum()) for p in dataset.labels.glob("*.png"))
     confusion = json.loads((tmp_path / "confusion.json").read_text())
     cm = np.array(confusion["matrix"])
-    assert confusion["classes"] == list(CLASSES) and (confusion["rows"], confusion["columns"]) == ("actual", "predicted")
+    assert confusion["classes"] == list(CLASSES) and (confusion["rows"], confusion["columns"]) == (
+        "actual",
+        "predicted",
+    )
     assert cm.sum() == labelled  # every labelled test pixel once, at full resolution; 255 never counted
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
-    assert metrics == {"model": str(checkpoints[0]), "split": "test", "images": 8,
-                       **evaluate.summarize(cm, list(CLASSES))}
+    assert metrics == {
+        "model": str(checkpoints[0]),
+        "split": "test",
+        "images": 8,
+        **evaluate.summarize(cm, list(CLASSES)),
+    }
     comparison = json.loads((tmp_path / "comparison.json").read_text())
     assert [m["architecture"] for m in comparison["models"]] == ["Unet", "FCN8s"]
     assert comparison["models"][0]["mIoU"] == metrics["mIoU"]

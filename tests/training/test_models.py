@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import TrainingError
-from pipeline.models import FCN8s, STRIDE, architecture_names, bilinear_kernel, build_model
+from pipeline.models import STRIDE, FCN8s, architecture_names, bilinear_kernel, build_model
 from pipeline.training.transforms import pad_to_stride
 
 

@@ -19,8 +19,16 @@ from tests.training.synthetic import CLASSES, Layout, base_params, tiny_params
 
 
 def _run(dataset: Layout, out: Path, **changes) -> dict:
-    return train.run(dataset.raw, dataset.annotations, dataset.labels, dataset.splits, out / "models", out / "live",
-                     base_params(), tiny_params(**changes))
+    return train.run(
+        dataset.raw,
+        dataset.annotations,
+        dataset.labels,
+        dataset.splits,
+        out / "models",
+        out / "live",
+        base_params(),
+        tiny_params(**changes),
+    )
 
 
 def _losses(live: Path) -> list[float]:
@@ -69,8 +77,17 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
 def test_resume_continues_the_epoch_count(dataset, tmp_path):
     _run(dataset, tmp_path, epochs=2)
     assert load_checkpoint(tmp_path / "models/last.pt")["epoch"] == 2
-    train.run(dataset.raw, dataset.annotations, dataset.labels, dataset.splits, tmp_path / "models",
-              tmp_path / "live", base_params(), tiny_params(epochs=3), resume=True)
+    train.run(
+        dataset.raw,
+        dataset.annotations,
+        dataset.labels,
+        dataset.splits,
+        tmp_path / "models",
+        tmp_path / "live",
+        base_params(),
+        tiny_params(epochs=3),
+        resume=True,
+    )
     last = load_checkpoint(tmp_path / "models/last.pt")
     assert last["epoch"] == 3 and last["scheduler"]["last_epoch"] == 3 * 2  # 8 images, batches of 4
     assert len(_losses(tmp_path / "live")) == 3
@@ -78,8 +95,17 @@ def test_resume_continues_the_epoch_count(dataset, tmp_path):
         lrs = [float(row["lr"]) for row in csv.DictReader(handle, delimiter="\t")]
     assert lrs[-1] == pytest.approx(0.01 * 3e-3)  # the schedule stretched to the new horizon and ended
     with pytest.raises(TrainingError, match="architecture"):
-        train.run(dataset.raw, dataset.annotations, dataset.labels, dataset.splits, tmp_path / "models",
-                  tmp_path / "live", base_params(), tiny_params(epochs=4, architecture="FPN"), resume=True)
+        train.run(
+            dataset.raw,
+            dataset.annotations,
+            dataset.labels,
+            dataset.splits,
+            tmp_path / "models",
+            tmp_path / "live",
+            base_params(),
+            tiny_params(epochs=4, architecture="FPN"),
+            resume=True,
+        )
 
 
 def test_imagenet_offline_fails_fast_in_the_stage(dataset, tmp_path, monkeypatch):
@@ -115,8 +141,15 @@ def test_schedules_in_closed_form():
 
 
 def test_override_parses_yaml_values():
-    params = with_overrides("train", TrainParams(), ["architecture=FCN8s", "epochs=2", "scale_range=[0.5, 1.0]", "encoder_weights=null"])
-    assert (params.architecture, params.epochs, params.scale_range, params.encoder_weights) == ("FCN8s", 2, (0.5, 1.0), None)
+    params = with_overrides(
+        "train", TrainParams(), ["architecture=FCN8s", "epochs=2", "scale_range=[0.5, 1.0]", "encoder_weights=null"]
+    )
+    assert (params.architecture, params.epochs, params.scale_range, params.encoder_weights) == (
+        "FCN8s",
+        2,
+        (0.5, 1.0),
+        None,
+    )
 
 
 def test_compiled_in_place_model_saves_plain_weights(tmp_path):

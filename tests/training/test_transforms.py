@@ -8,8 +8,15 @@ import torch
 from torchvision import tv_tensors
 
 from pipeline.errors import TrainingError
-from pipeline.training.transforms import (MEAN_PIXEL, check_geometry, eval_image, pad_to_stride, padded_size, scaled_size,
-                                          train_transform)
+from pipeline.training.transforms import (
+    MEAN_PIXEL,
+    check_geometry,
+    eval_image,
+    pad_to_stride,
+    padded_size,
+    scaled_size,
+    train_transform,
+)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -173,7 +173,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
         share = sum(k.sum() for k in confident) / sum((t != 255).sum() for t in truths)
         right = sum((k & c).sum() for k, c in zip(kept, confident)) / max(sum(c.sum() for c in confident), 1)
         print(
-            f"  confidence >= {threshold}: {100 * share:.1f} % of training pixels kept, {100 * right:.2f} % of them right"
+            f"  confidence >= {threshold}: {100 * share:.1f} % of training pixels kept, {100 * right:.2f} % of "
+            "them right"
         )
     paths = write_layout(out, train_pairs, labels, test_pairs, confidences)
     for threshold in args.min_confidence:

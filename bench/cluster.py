@@ -151,17 +151,21 @@ def main() -> None:
         driver = measured(stage_commands(work, address), work)  # once more, for the driver's CPU on large tasks
         local, dask = min(runs["local"]), min(runs["dask"])
         print(
-            f"{args.tasks} tasks x 3 annotators, validate + merge; seconds per run: local {runs['local']}, dask {runs['dask']}"
+            f"{args.tasks} tasks x 3 annotators, validate + merge; seconds per run: local {runs['local']}, dask "
+            f"{runs['dask']}"
         )
         print(
-            f"local processes {local:.1f} s, Dask LocalCluster (2 workers) {dask:.1f} s: dask/local = {dask / local:.2f}"
+            f"local processes {local:.1f} s, Dask LocalCluster (2 workers) {dask:.1f} s: dask/local = "
+            f"{dask / local:.2f}"
         )
         print(f"outputs byte-identical: {runs['local_digest'] == runs['dask_digest']}")
         print(
-            f"driver CPU on Dask, {args.tasks} tasks: {driver[2]:.1f} s ({1000 * driver[2] / args.tasks:.2f} ms per task)"
+            f"driver CPU on Dask, {args.tasks} tasks: {driver[2]:.1f} s ({1000 * driver[2] / args.tasks:.2f} ms "
+            "per task)"
         )
         print(
-            f"bytes per task (sent + received): validate {per_task[0] / 1024:.1f} KiB, merge {per_task[1] / 1024:.1f} KiB"
+            f"bytes per task (sent + received): validate {per_task[0] / 1024:.1f} KiB, merge "
+            f"{per_task[1] / 1024:.1f} KiB"
         )
         print(f"load average during the speed runs: {open('/proc/loadavg').read().split()[:3]}", flush=True)
         memory = {}
@@ -177,7 +181,8 @@ def main() -> None:
     small, large = sorted(memory)
     print(f"driver memory ratio {large}/{small} tasks: {memory[large][1] / memory[small][1]:.2f}")
     print(
-        f"measured at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {open('/proc/loadavg').read().split()[:3]}"
+        f"measured at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
+        f"{open('/proc/loadavg').read().split()[:3]}"
     )
     shutil.rmtree(scratch, ignore_errors=True)
 

@@ -225,7 +225,8 @@ def summarize(results: list[dict]) -> None:
             both = sum(o >= MARGIN and b >= 0 for o, b in zip(over, best))
             print(
                 f"| {data} | {seed} | {size} | {key} | {np.mean(over):+.3f} | {min(over):+.3f} | {np.mean(best):+.3f} "
-                f"| {min(best):+.3f} | {sum(o >= MARGIN for o in over)}/{len(cells)} | {sum(b >= 0 for b in best)}/{len(cells)} "
+                f"| {min(best):+.3f} | {sum(o >= MARGIN for o in over)}/{len(cells)} | "
+                f"{sum(b >= 0 for b in best)}/{len(cells)} "
                 f"| {both}/{len(cells)} |"
             )
     print(

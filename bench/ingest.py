@@ -171,7 +171,8 @@ def main() -> None:
     started = time.perf_counter()
     exports = build(args.cache, sorted({args.tasks, small, large}))
     print(
-        f"export of {max(exports)} tasks x {len(CREW)} annotators ready in {time.perf_counter() - started:.0f} s ({args.cache})"
+        f"export of {max(exports)} tasks x {len(CREW)} annotators ready in {time.perf_counter() - started:.0f} "
+        f"s ({args.cache})"
     )
     scratch = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     try:
@@ -183,14 +184,17 @@ def main() -> None:
         shutil.rmtree(scratch)
     (ours_s, ours_rss), (sdk_s, sdk_rss) = min(ours_runs), min(sdk_runs)
     print(
-        f"seconds per run: ours {', '.join(f'{s:.1f}' for s, _ in ours_runs)}; SDK {', '.join(f'{s:.1f}' for s, _ in sdk_runs)}"
+        f"seconds per run: ours {', '.join(f'{s:.1f}' for s, _ in ours_runs)}; SDK "
+        f"{', '.join(f'{s:.1f}' for s, _ in sdk_runs)}"
     )
     print(f"\n{args.tasks} tasks x {len(CREW)} annotators, 480x360, brush + polygon")
     print(
-        f"  ours  validate + merge      {ours_s:8.1f} s  ({args.tasks / ours_s:6.1f} tasks/s)  peak RSS {ours_rss:7.0f} MiB"
+        f"  ours  validate + merge      {ours_s:8.1f} s  ({args.tasks / ours_s:6.1f} tasks/s)  peak RSS "
+        f"{ours_rss:7.0f} MiB"
     )
     print(
-        f"  SDK   Converter BRUSH_TO_PNG {sdk_s:7.1f} s  ({args.tasks / sdk_s:6.1f} tasks/s)  peak RSS {sdk_rss:7.0f} MiB"
+        f"  SDK   Converter BRUSH_TO_PNG {sdk_s:7.1f} s  ({args.tasks / sdk_s:6.1f} tasks/s)  peak RSS "
+        f"{sdk_rss:7.0f} MiB"
     )
     print(
         f"  speed-up {sdk_s / ours_s:.1f}x   (target >= 10x; the SDK writes 0/255 masks per annotation and label,"

@@ -188,11 +188,14 @@ def main() -> None:
         print(f"  /predict, 1 task, {name}: p50 {p(values, 50) * 1000:7.0f} ms   p95 {p(values, 95) * 1000:7.0f} ms")
     print(f"  latency ratio peer/ours: p50 {p(peer_latency, 50) / p(ours_latency, 50):.1f}x")
     print(
-        f"  {args.tasks} tasks straight to the backend: ours one request {ours_direct:6.1f} s ({args.tasks / ours_direct:.1f} tasks/s)"
-        f"   peer one per task {peer_direct:6.1f} s ({args.tasks / peer_direct:.1f} tasks/s)   ratio {peer_direct / ours_direct:.1f}x"
+        f"  {args.tasks} tasks straight to the backend: ours one request {ours_direct:6.1f} s "
+        f"({args.tasks / ours_direct:.1f} tasks/s)"
+        f"   peer one per task {peer_direct:6.1f} s ({args.tasks / peer_direct:.1f} tasks/s)   ratio "
+        f"{peer_direct / ours_direct:.1f}x"
     )
     print(
-        f"  retrieve predictions, {args.tasks} tasks via Label Studio: ours {ours_all:6.1f} s ({args.tasks / ours_all:.1f} tasks/s)"
+        f"  retrieve predictions, {args.tasks} tasks via Label Studio: ours {ours_all:6.1f} s "
+        f"({args.tasks / ours_all:.1f} tasks/s)"
         f"   peer {peer_all:6.1f} s ({args.tasks / peer_all:.1f} tasks/s)   ratio {peer_all / ours_all:.1f}x"
     )
 

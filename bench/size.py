@@ -91,7 +91,8 @@ def main() -> None:
         print(f"export of {count} tasks ready in {time.perf_counter() - started:.0f} s")
         results[count] = run(export, args.cache)
         print(
-            f"{count:>7} tasks: pull + validate + merge {results[count][0]:7.1f} s, peak RSS {results[count][1]:6.0f} MiB"
+            f"{count:>7} tasks: pull + validate + merge {results[count][0]:7.1f} s, peak RSS "
+            f"{results[count][1]:6.0f} MiB"
         )
     low, high = min(counts), max(counts)
     print(f"peak RSS ratio {high} / {low} tasks: {results[high][1] / results[low][1]:.2f} (target <= 1.5)")

@@ -61,7 +61,8 @@ def _stack(maps: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], np.ndarray]
         label_map = maps[annotator]
         if label_map.dtype != np.uint8 or label_map.shape != shape:
             raise PipelineError(
-                f"label maps must be (H, W) uint8 of one shape; {annotator} has {label_map.dtype} {label_map.shape}, expected {shape}"
+                f"label maps must be (H, W) uint8 of one shape; {annotator} has {label_map.dtype} "
+                f"{label_map.shape}, expected {shape}"
             )
     return annotators, np.stack([maps[a].ravel() for a in annotators])
 

@@ -102,13 +102,16 @@ def main(port: int, data_dir: Path, console: Console, images: int = DEMO_IMAGES)
     backend = start_backend(Path(".segpipe/ml-backend"), running.env())
     console.rule("done")
     console.print(
-        f"Label Studio  {running.url}/projects/{project_id}/data  (sort by 'Prediction score' ascending: least sure first)\n"
+        f"Label Studio  {running.url}/projects/{project_id}/data  (sort by 'Prediction score' ascending: least "
+        "sure first)\n"
         f"login         {running.credentials.email} / {running.credentials.password}\n"
         f"dataset       data/labels, data/splits, data/reports/dataset.md, data/reports/agreement.json\n"
         f"model         models/best.pt (U-Net), models/fcn8s/best.pt (FCN-8s)\n"
         f"reports       reports/metrics.json, reports/comparison.md, reports/confusion.png, reports/overlays/,\n"
         f"              reports/train/unet/curves.png, reports/suspect_labels.csv, reports/uncertainty.csv\n"
         f"review        reports/preannotation_effect.md / .json (simulated annotators: see README)\n"
-        f"live model    {backend['url']} (pid {backend['pid']}, log {backend['log']}): open a task without a prediction\n"
-        f'pipeline env  eval "$(.venv/bin/python -m pipeline serve --env)"   stop: .venv/bin/python -m pipeline serve --stop'
+        f"live model    {backend['url']} (pid {backend['pid']}, log {backend['log']}): open a task without a "
+        "prediction\n"
+        'pipeline env  eval "$(.venv/bin/python -m pipeline serve --env)"   stop: .venv/bin/python -m pipeline '
+        "serve --stop"
     )

@@ -177,7 +177,8 @@ def effect_markdown(start: dict, classes: Sequence[str], title: str) -> str:
         f"**{title}** — {corrected['n']} annotations started from the prediction, "
         f"{scratch['n']} drawn from scratch on predicted tasks",
         "",
-        "| class | IoU with prediction, corrected | from scratch | share of predicted pixels changed, corrected | from scratch |",
+        "| class | IoU with prediction, corrected | from scratch | share of predicted pixels changed, corrected "
+        "| from scratch |",
         "|---|---|---|---|---|",
         f"| all (mean IoU / changed pixels) | {cell(corrected['prediction_iou'])} | {cell(scratch['prediction_iou'])} "
         f"| {cell(corrected['changed_pixel_share'])} | {cell(scratch['changed_pixel_share'])} |",

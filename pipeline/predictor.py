@@ -74,7 +74,10 @@ class Predictor:
 def load_predictor(
     checkpoint: Path, classes: Sequence[str], model_name: str | None = None, device: str = "auto", threads: int = 1
 ) -> Predictor:
-    """Load `checkpoint`, check it predicts `classes` (empty: the checkpoint's own); version = name + hash of the file."""
+    """Load `checkpoint`, check it predicts `classes` (empty: the checkpoint's own).
+
+    The version is the model name + a hash of the file.
+    """
     checkpoint = Path(checkpoint)
     try:
         stamp = FileStamp.of(checkpoint)  # before reading: a file replaced meanwhile is reloaded next time

@@ -15,7 +15,8 @@ CLASSES = ["road", "car", "person"]
 CONFIG = """<View>
   <Image name="image" value="$image"/>
   <BrushLabels name="brush" toName="image">
-    <Label value="road" background="#804080"/><Label value="car" background="#0000c0"/><Label value="person" background="#dc143c"/>
+    <Label value="road" background="#804080"/><Label value="car" background="#0000c0"/>
+    <Label value="person" background="#dc143c"/>
   </BrushLabels>
   <PolygonLabels name="polygon" toName="image">
     <Label value="road"/><Label value="car"/><Label value="person"/>

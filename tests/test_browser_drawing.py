@@ -1,4 +1,6 @@
-"""Drawn in the real editor: Debian's Chromium, driven by Playwright, draws on each config style; then pull and validate.
+"""Drawn in the real editor: Debian's Chromium, driven by Playwright, draws on each config style.
+
+Then pull and validate.
 
 For every style (LS's two segmentation templates, <Labels> + every tool, two <Image> tags,
 valueList) a person's strokes are replayed with the mouse on a 160 x 120 image shown about 5x enlarged.

@@ -191,7 +191,10 @@ def _control_tags(config: LabelConfig, image: ImageTag, wanted: tuple[str, ...] 
         if name not in available:
             if name in config.controls:
                 found = config.controls[name]
-                why = f"is a <{found.tag}> pointing at {list(found.to_names)}, not a segmentation control of {image.name!r}"
+                why = (
+                    f"is a <{found.tag}> pointing at {list(found.to_names)}, "
+                    f"not a segmentation control of {image.name!r}"
+                )
             else:
                 why = "is not in the label config"
             raise ConfigError(

@@ -225,7 +225,8 @@ def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerError(
-                f"label-studio exited with code {process.returncode} before {url} became healthy; see {log_path}:\n{_tail(log_path)}"
+                f"label-studio exited with code {process.returncode} before {url} became healthy; see "
+                f"{log_path}:\n{_tail(log_path)}"
             )
         if is_healthy(url):
             return

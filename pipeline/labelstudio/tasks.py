@@ -66,7 +66,10 @@ def is_annotated(task: dict) -> bool:
 
 
 def task_link(project_id: int | None, task_id: int) -> str:
-    """The task in the data manager, relative to LABEL_STUDIO_URL (which never enters a report); "" without a project."""
+    """The task in the data manager, relative to LABEL_STUDIO_URL (which never enters a report).
+
+    "" without a project.
+    """
     return f"/projects/{project_id}/data?task={task_id}" if project_id is not None else ""
 
 

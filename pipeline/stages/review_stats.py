@@ -1,13 +1,14 @@
 """review-stats: how much pre-annotation saved, from the pulled snapshot.
 
-For every annotation that counts (pipeline.labelstudio.tasks: submitted, not superseded) of a task that held a prediction created before it, the IoU
-between that prediction and what the human submitted, and the share of pixels the human
-changed, overall and per class; and `lead_time` (seconds in the editor) with a prediction
-against without one. Annotations that record `parent_prediction` (the person started from the
-prediction in the editor) are compared with that prediction and set against from-scratch
-annotations of predicted tasks: how much of the prediction people kept when they started from
-it versus how far independent work lies from it. Everything is also given per model_version,
-so a retrained model can be compared with the previous one.
+For every annotation that counts (pipeline.labelstudio.tasks: submitted, not superseded) of a
+task that held a prediction created before it, the IoU between that prediction and what the
+human submitted, and the share of pixels the human changed, overall and per class; and
+`lead_time` (seconds in the editor) with a prediction against without one. Annotations that
+record `parent_prediction` (the person started from the prediction in the editor) are compared
+with that prediction and set against from-scratch annotations of predicted tasks: how much of
+the prediction people kept when they started from it versus how far independent work lies from
+it. Everything is also given per model_version, so a retrained model can be compared with the
+previous one.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ Every task and every annotation of the export gets exactly one fate in the repor
             which makes it a candidate for pre-annotation
 so the counts add up to the export's. An annotation whose annotator is unknown (a deleted user)
 is its own annotator, `anon-a<annotation id>` (see pipeline.labelstudio.annotators); export
-items pull could not read as tasks (data/raw/rejected.jsonl) are reported as rejected tasks. One bad annotation never hides the good annotations
-of the same task. Overlaps between classes inside one annotation: the later region wins
-(see pipeline.labelstudio.results).
+items pull could not read as tasks (data/raw/rejected.jsonl) are reported as rejected tasks.
+One bad annotation never hides the good annotations of the same task. Overlaps between classes
+inside one annotation: the later region wins (see pipeline.labelstudio.reading).
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ def _check_annotation(
     who = email or (key if author.known else f"an unknown annotator (deleted user; identity {key})")
     where = f"task {task_id}, annotation {annotation_id} by {who}"
     if "_malformed" in annotation:
-        reason = f"task {task_id}, annotation {annotation_id if _is_int(annotation_id) else position + 1}: {annotation['_malformed']}; fix the export"
+        shown = annotation_id if _is_int(annotation_id) else position + 1
+        reason = f"task {task_id}, annotation {shown}: {annotation['_malformed']}; fix the export"
         return {**entry, "fate": "rejected", "reason": reason}, None
     if not _is_int(annotation_id) or annotation_id in seen_ids:
         problem = (

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.labelstudio
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
-  <BrushLabels name="brush" toName="image"><Label value="road"/><Label value="car"/><Label value="person"/></BrushLabels>
+  <BrushLabels name="brush" toName="image">
+    <Label value="road"/><Label value="car"/><Label value="person"/>
+  </BrushLabels>
 </View>"""
 
 

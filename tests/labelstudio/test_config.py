@@ -27,7 +27,9 @@ POLYGONS_TEMPLATE = """<View>
 MULTI_TOOL = """<View>
   <Image name="img" value="$picture"/>
   <Image name="second" value="$other"/>
-  <Labels name="labels" toName="img"><Label value="Planet" background="#00ff00"/><Label value="Moon" alias="moon"/></Labels>
+  <Labels name="labels" toName="img">
+    <Label value="Planet" background="#00ff00"/><Label value="Moon" alias="moon"/>
+  </Labels>
   <Brush name="brush" toName="img"/><Polygon name="poly" toName="img"/><Rectangle name="rect" toName="img"/>
   <Ellipse name="ell" toName="img"/><MagicWand name="wand" toName="img"/>
   <KeyPointLabels name="kp" toName="img"><Label value="Star"/></KeyPointLabels>

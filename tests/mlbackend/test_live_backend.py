@@ -94,7 +94,8 @@ def test_training_from_the_webhook_changes_the_model_version(
     models = tmp_path / "models"
     checkpoint = write_checkpoint(models / "best.pt")
     command = (
-        f"{sys.executable} -m pipeline train --images {layout.raw} --annotations {layout.annotations} --labels {layout.labels} "
+        f"{sys.executable} -m pipeline train --images {layout.raw} --annotations {layout.annotations} --labels "
+        f"{layout.labels} "
         f"--splits {layout.splits} --models {models} --live {tmp_path / 'live'} --params {params}"
     )
     with live_backend(label_studio, checkpoint, tmp_path, train_command=command) as live:

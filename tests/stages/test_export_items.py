@@ -154,7 +154,8 @@ def test_malformed_items_are_rejected_one_by_one_naming_the_task(tmp_path: Path)
                 '"junk"',
                 '{"id": 6.5}',
                 '{"id": 7, "data": {"image": "/data/local-files/?d=a.png"}, "predictions": "none", "annotations": []}',
-                '{"id": 8, "data": {"image": "/data/local-files/?d=a.png"}, "annotations": [{"id": 99999999999999999999999, "result": []}]}',
+                '{"id": 8, "data": {"image": "/data/local-files/?d=a.png"}, '
+                '"annotations": [{"id": 99999999999999999999999, "result": []}]}',
             ]
         )
         + "]"

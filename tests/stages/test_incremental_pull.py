@@ -1,4 +1,7 @@
-"""Incremental pull on a real Label Studio: only changed, new and deleted tasks move; the snapshot equals a full pull."""
+"""Incremental pull on a real Label Studio: only changed, new and deleted tasks move.
+
+The snapshot equals a full pull.
+"""
 
 from __future__ import annotations
 

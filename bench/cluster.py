@@ -49,38 +49,7 @@ def prepared(export: Path, root: Path, scratch: Path) -> Path:
 
 
 def stage_commands(work: Path, scheduler: str | None) -> list[list[str]]:
-    option = ["--scheduler", scheduler] if scheduler else []
-    params = ["--params", str(work / "params.yaml")]
-    return [
-        [
-            *RUN,
-            "validate",
-            "--raw",
-            "raw",
-            "--images",
-            "images",
-            "--out",
-            "annotations",
-            "--report",
-            "validation.json",
-            *params,
-            *option,
-        ],
-        [
-            *RUN,
-            "merge",
-            "--annotations",
-            "annotations",
-            "--validation",
-            "validation.json",
-            "--out",
-            "labels",
-            "--report",
-            "agreement.json",
-            *params,
-            *option,
-        ],
-    ]
+    return ingest.stage_commands(work / "params.yaml", *(["--scheduler", scheduler] if scheduler else []))
 
 
 def measured(commands: list[list[str]], cwd: Path) -> tuple[float, float, float]:

@@ -105,6 +105,18 @@ def measured(commands: list[list[str]], cwd: Path) -> tuple[float, float]:
     return seconds, rss
 
 
+def stage_commands(params: Path, *options: str) -> list[list[str]]:
+    """The validate and merge commands of the pipeline, run in the folder that holds raw/ and images/."""
+    run = [sys.executable, "-m", "pipeline"]
+    common = ["--params", str(params), *options]
+    return [
+        [*run, "validate", "--raw", "raw", "--images", "images", "--out", "annotations", "--report", "validation.json"]
+        + common,
+        [*run, "merge", "--annotations", "annotations", "--validation", "validation.json", "--out", "labels"]
+        + ["--report", "agreement.json", *common],
+    ]
+
+
 def ours(export: Path, root: Path, scratch: Path) -> tuple[float, float]:
     work = Path(tempfile.mkdtemp(prefix="ours-", dir=scratch))
     params = params_file(work, export, root)
@@ -115,39 +127,7 @@ def ours(export: Path, root: Path, scratch: Path) -> tuple[float, float]:
         cwd=work,
         capture_output=True,
     )
-    return measured(
-        [
-            [
-                *run,
-                "validate",
-                "--raw",
-                "raw",
-                "--images",
-                "images",
-                "--out",
-                "annotations",
-                "--report",
-                "validation.json",
-                "--params",
-                str(params),
-            ],
-            [
-                *run,
-                "merge",
-                "--annotations",
-                "annotations",
-                "--validation",
-                "validation.json",
-                "--out",
-                "labels",
-                "--report",
-                "agreement.json",
-                "--params",
-                str(params),
-            ],
-        ],
-        work,
-    )
+    return measured(stage_commands(params), work)
 
 
 def sdk(export: Path, folder: Path, scratch: Path) -> tuple[float, float]:

@@ -59,11 +59,17 @@ class BaseParams:
         return [c.color for c in self.classes]
 
     def __post_init__(self) -> None:
-        if self.classes is None:  # frozen: the one normalisation, so that code sees a tuple
+        # frozen: the one normalisation, so that code sees a tuple; null and [] stay apart for check()
+        object.__setattr__(self, "_from_config", self.classes is None)
+        if self.classes is None:
             object.__setattr__(self, "classes", ())
 
     def check(self) -> None:
-        names = self.names  # empty: the classes come from the project's label config
+        names = self.names
+        if not names and not self._from_config:
+            raise ParamsError(
+                "base.classes is empty; list at least one {name, color}, or null to take them from the label config"
+            )
         if len(set(names)) != len(names):
             raise ParamsError(f"base.classes has duplicate names: {names}")
         if len(names) >= IGNORE_INDEX:

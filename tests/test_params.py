@@ -120,7 +120,13 @@ def test_good_values_arrive_with_their_types():
     params = _load("train", scale_range=[1, 2], class_weights=[1, 2.5, 1, 1, 1], base_size=None)
     assert params.scale_range == (1, 2) and isinstance(params.scale_range, tuple)
     assert params.class_weights == (1.0, 2.5, 1.0, 1.0, 1.0) and params.base_size is None
-    assert load_section("base", raw=RAW).classes[1].color == (128, 64, 128)
+    classes = [{"name": "background", "color": [0, 0, 0]}, {"name": "road", "color": [128, 64, 128]}]
+    assert load_section("base", raw={**RAW, "base": {**RAW["base"], "classes": classes}}).classes[1].color == (
+        128,
+        64,
+        128,
+    )
+    assert load_section("base", raw=RAW).classes == ()  # null: from the label config
 
 
 def test_overrides_are_checked_like_the_file():

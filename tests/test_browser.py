@@ -66,8 +66,8 @@ def _logged_in_page(browser, label_studio: server.RunningServer):
 def review_server(tmp_path_factory: pytest.TempPathFactory):
     """A Label Studio started as `serve` starts it by default: without --local-ml-backends.
 
-    With that option (SSRF protection off, needed to call a backend on 127.0.0.1), Label Studio
-    1.23.2's editor does not show imported predictions; the live path is tested on the session's server.
+    Reviewers of batch pre-annotations need no ML backend, so this is the server they would run;
+    the live path is tested on the session's server, which may call backends on 127.0.0.1.
     """
     data_dir = tmp_path_factory.mktemp("review-server")
     running = server.start(data_dir=data_dir, port=server.free_port(), document_root=data_dir / "files")
@@ -76,8 +76,8 @@ def review_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.xfail(
-    reason="passes alone; fails when the session's server (started with --local-ml-backends) runs beside it: "
-    "Label Studio 1.23.2's editor then shows no imported prediction; under investigation",
+    reason="intermittent (about one run in three): Label Studio 1.23.2's editor sometimes opens an empty "
+    "annotation instead of one pre-filled from the prediction, while the API holds the prediction",
     strict=False,
 )
 def test_reviewer_sees_the_predicted_regions_in_the_editor(
@@ -101,9 +101,15 @@ def test_reviewer_sees_the_predicted_regions_in_the_editor(
     page, blocked = _logged_in_page(browser, label_studio)
     page.goto(f"{label_studio.url}/projects/{built.id}/data?task={task_id}")
     titles = page.locator(".lsf-outliner-item__title")
-    titles.first.wait_for(timeout=60_000)
-    page.get_by_text("unet-0badcafe").first.wait_for(timeout=10_000)
     screenshot = tmp_path / "editor-with-prediction.png"
+    try:
+        titles.first.wait_for(timeout=60_000)
+        page.get_by_text("unet-0badcafe").first.wait_for(timeout=10_000)
+    except Exception as error:  # say what the editor showed and what the server holds
+        page.screenshot(path=str(screenshot))
+        with LabelStudioClient(label_studio.url, label_studio.credentials.token) as client:
+            held = task_predictions(client, built.id)
+        raise AssertionError(f"editor showed no prediction (screenshot {screenshot}); server holds {held}") from error
     page.screenshot(path=str(screenshot))
     assert sorted(t.strip() for t in titles.all_inner_texts()) == sorted(lsproject.CLASSES)
     assert screenshot.read_bytes()[:4] == b"\x89PNG"

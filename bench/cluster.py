@@ -4,11 +4,14 @@ speed    the 2,000-task ingest export (480x360, three annotators; bench/ingest.p
          seconds of `validate` + `merge` with local processes (all cores) and with
          DASK_SCHEDULER_ADDRESS pointing at a LocalCluster of two single-threaded workers
          (started before timing, as a cluster is), outputs compared byte for byte
-memory   peak RSS of the driver (the stage process; the workers are the cluster's) on the Dask
-         backend, at two export sizes of small tasks (bench/size.py builds them)
+memory   peak RSS of the driver alone (the stage process: its own VmHWM, read as it exits) with
+         local processes and with a fresh LocalCluster of two workers, at two export sizes of small
+         tasks (bench/size.py builds them); the workers' peaks (local pool children, Dask workers)
+         are reported apart
 traffic  bytes sent to and received from workers per task, validate and merge
 
-  .venv/bin/python bench/cluster.py [--tasks 2000] [--memory 5000,50000] [--repeat 2]
+  .venv/bin/python bench/cluster.py [--tasks 2000] [--repeat 2]
+  .venv/bin/python bench/cluster.py --memory 5000,50000
 """
 
 from __future__ import annotations
@@ -69,6 +72,75 @@ def measured(commands: list[list[str]], cwd: Path) -> tuple[float, float, float]
     return tuple(json.loads(out.strip().splitlines()[-1]))
 
 
+# Runs a stage in this process and, as it exits, writes its own peak RSS (VmHWM; the pool's processes
+# are not in it) and the largest of its waited children's (the local workers) to the file in argv[1].
+DRIVER = """
+import atexit, resource, runpy, sys
+out = sys.argv.pop(1)
+def peaks():
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    open(out, "w").write(f"{int(hwm.split()[1]) / 1024} {children / 1024}")
+atexit.register(peaks)
+sys.argv[0] = "pipeline"
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+def driver_peaks(commands: list[list[str]], cwd: Path) -> tuple[float, float]:
+    """(driver's own peak RSS MiB, its local workers' peak MiB), the largest over `commands` (stage CLIs)."""
+    driver = workers = 0.0
+    for command in commands:
+        with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
+            wrapped = [sys.executable, "-c", DRIVER, peak.name, *command[3:]]  # command = [python, -m, pipeline, ...]
+            subprocess.run(wrapped, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            own, children = map(float, Path(peak.name).read_text().split())
+        driver, workers = max(driver, own), max(workers, children)
+    return driver, workers
+
+
+def worker_peaks(client) -> float:
+    """The largest VmHWM in MiB among the Dask workers (since they started)."""
+
+    def hwm() -> float:
+        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024
+
+    return max(client.run(hwm).values())
+
+
+def memory(counts: list[int], cache: Path, scratch: Path) -> None:
+    """Driver peak RSS at each size, local processes and Dask (a fresh LocalCluster per size), one run."""
+    from distributed import Client, LocalCluster
+
+    folder = cache.with_name(cache.name + "-small")
+    rows = {}
+    for count in counts:
+        started = time.perf_counter()
+        work = prepared(size.build(folder, count, (48, 64)), folder, scratch)
+        print(f"{count} small tasks pulled in {time.perf_counter() - started:.0f} s", flush=True)
+        local = driver_peaks(stage_commands(work, None), work)
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            dask = driver_peaks(stage_commands(work, cluster.scheduler_address), work)[0], worker_peaks(client)
+        rows[count] = local, dask
+        shutil.rmtree(work, ignore_errors=True)
+        print(
+            f"{count:>6} tasks: driver peak RSS local {local[0]:.0f} MiB (pool workers {local[1]:.0f}), dask "
+            f"{dask[0]:.0f} MiB (Dask workers {dask[1]:.0f})",
+            flush=True,
+        )
+    small, large = min(counts), max(counts)
+    for index, backend in enumerate(("local", "dask")):
+        ratio = rows[large][index][0] / rows[small][index][0]
+        print(f"driver memory ratio {large}/{small} tasks, {backend}: {ratio:.2f} (target <= 1.20)")
+    print(f"load average {open('/proc/loadavg').read().split()[:3]}")
+
+
 def digest(work: Path) -> str:
     hasher = hashlib.sha256()
     for folder in ("annotations", "labels", "validation.json", "agreement.json"):
@@ -98,12 +170,17 @@ def traffic(work: Path, sample: int = 200) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--memory", default="5000,50000", help="two task counts for the driver's peak memory")
+    parser.add_argument("--memory", default="", help="task counts (e.g. 5000,50000): measure the driver's peak memory")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each backend; the fastest counts")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segpipe-bench-ingest")
     args = parser.parse_args()
     from distributed import LocalCluster
 
+    if args.memory:
+        scratch = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
+        memory([int(n) for n in args.memory.split(",")], args.cache, scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
     export = ingest.build(args.cache, [args.tasks])[args.tasks]
     scratch = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
     with LocalCluster(
@@ -137,18 +214,6 @@ def main() -> None:
             f"{per_task[1] / 1024:.1f} KiB"
         )
         print(f"load average during the speed runs: {open('/proc/loadavg').read().split()[:3]}", flush=True)
-        memory = {}
-        small_folder = args.cache.with_name(args.cache.name + "-small")
-        for count in (int(n) for n in args.memory.split(",")):
-            small = prepared(size.build(small_folder, count, (48, 64)), small_folder, scratch)
-            memory[count] = measured(stage_commands(small, address), small)
-    for count, (seconds, rss, cpu) in memory.items():
-        print(
-            f"driver on Dask, {count} small tasks: {seconds:.1f} s, peak RSS {rss:.0f} MiB, "
-            f"driver CPU {cpu:.1f} s ({1000 * cpu / count:.2f} ms per task)"
-        )
-    small, large = sorted(memory)
-    print(f"driver memory ratio {large}/{small} tasks: {memory[large][1] / memory[small][1]:.2f}")
     print(
         f"measured at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
         f"{open('/proc/loadavg').read().split()[:3]}"

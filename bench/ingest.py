@@ -79,7 +79,7 @@ def params_file(work: Path, export: Path, root: Path) -> Path:
         "labelstudio": {"project": 0, "image_tag": "image", "control_tags": ["brush", "polygon"]},
         "pull": {"export_file": str(export), "document_root": str(root), "allowed_origins": [], "workers": 4},
         "validate": {"unpainted": "background", "max_image_side": 16384, "workers": 0},
-        "merge": {"method": "vote", "iterations": 5, "min_agreement": 0.7, "workers": 0},
+        "merge": {"method": "dawid_skene", "iterations": 5, "min_agreement": 0.7, "workers": 0},
     }
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(params))

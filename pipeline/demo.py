@@ -80,7 +80,8 @@ def close_the_loop(client: LabelStudioClient, project_id: int, data_dir: Path) -
     masks = data_dir / "demo-source" / "masks"
     truths = {path.name: read_label_map(path) for path in sorted(masks.glob("*.png"))}
     plan = ReviewPlan(CROWD, correct_share=CORRECT_SHARE, seed=base.seed)
-    return simulate_review(client, project_id, truths, base.names, plan, unpainted=CLASSES.index("background"))
+    # The demo's own classes: base.classes may be null (read from the label config), and seeding checked them.
+    return simulate_review(client, project_id, truths, list(CLASSES), plan, unpainted=CLASSES.index("background"))
 
 
 def main(port: int, data_dir: Path, console: Console, images: int = DEMO_IMAGES) -> None:

@@ -35,6 +35,7 @@ from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.config import brush_target
 from pipeline.labelstudio.export import label_config
+from pipeline.labelstudio.task_images import image_field
 from pipeline.mlbackend.app import Backend
 from pipeline.mlbackend.connect import connect
 from pipeline.mlbackend.images import fetch_task_images
@@ -43,7 +44,6 @@ from pipeline.mlbackend.serve import ServeOptions, build_backend, serving_app_in
 from pipeline.models import build_model
 from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
 from pipeline.predictor import predict_files
-from pipeline.stages.pull import image_field
 from pipeline.synthetic import CLASSES, scene
 from pipeline.training.checkpoint import save_checkpoint
 

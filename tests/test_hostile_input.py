@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pipeline.errors import PipelineError
 from pipeline.labelstudio import rle
 from pipeline.labelstudio.reading import annotation_to_label_map
-from pipeline.stages.pull import read_local_image
+from pipeline.labelstudio.task_images import read_local_image
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True) | st.text(max_size=8),

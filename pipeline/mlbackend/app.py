@@ -24,11 +24,11 @@ from pydantic import BaseModel, Field
 
 from pipeline.errors import LabelStudioError, PipelineError
 from pipeline.labelstudio.config import brush_target
+from pipeline.labelstudio.task_images import ImageSource, image_field
 from pipeline.mlbackend.images import fetch_task_images
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.training import TrainingJob
 from pipeline.predictor import predict_files
-from pipeline.stages.pull import ImageSource, image_field
 
 TRAINING_ACTIONS = ("START_TRAINING",)
 

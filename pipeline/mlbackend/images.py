@@ -1,6 +1,6 @@
 """Task images for /predict, fetched by pull's own code and rules.
 
-Each image goes through `pipeline.stages.pull.fetch_image` with the source `image_source`
+Each image goes through `pipeline.labelstudio.task_images.fetch_image` with the source `image_source`
 builds for pull: the same reference rules and origin allow-list (`pull.allowed_origins`), the
 same local-files checks, the same image checks and the same content-addressed files, here in a
 cache folder of the backend. A task whose image is refused or missing gets its reason instead
@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.stages.pull import ImageField, ImageSource, fetch_image, image_reference
+from pipeline.labelstudio.task_images import ImageField, ImageSource, fetch_image, image_reference
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest  # noqa: E402  (export builder and measuring helpers)
 import size  # noqa: E402  (small-task export builder)
 
+from pipeline.artifacts.annotations import iter_index  # noqa: E402
+from pipeline.artifacts.snapshot import read_project  # noqa: E402
+from pipeline.labelstudio.config import dataset_spec  # noqa: E402
 from pipeline.params import load_section  # noqa: E402
 from pipeline.stages import merge, validate  # noqa: E402
 
@@ -55,10 +58,10 @@ def stage_commands(work: Path, scheduler: str | None) -> list[list[str]]:
     return ingest.stage_commands(work / "params.yaml", *(["--scheduler", scheduler] if scheduler else []))
 
 
-def measured(commands: list[list[str]], cwd: Path) -> tuple[float, float, float]:
-    """(seconds, peak RSS MiB, CPU seconds) of the stage processes and their own children, run in a wrapper.
+def measured(commands: list[list[str]], cwd: Path) -> tuple[float, float]:
+    """(seconds, CPU seconds) of the stage processes and their own children, run in a wrapper.
 
-    On the Dask backend the workers belong to the cluster, not to the stage: RSS and CPU are the driver's.
+    On the Dask backend the workers belong to the cluster, not to the stage: the CPU is the driver's.
     """
     script = textwrap.dedent(f"""
         import json, resource, subprocess, time
@@ -66,7 +69,7 @@ def measured(commands: list[list[str]], cwd: Path) -> tuple[float, float, float]
         for command in {commands!r}:
             subprocess.run(command, check=True, cwd={str(cwd)!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        print(json.dumps([time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime]))
+        print(json.dumps([time.perf_counter() - start, usage.ru_utime + usage.ru_stime]))
     """)
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
     return tuple(json.loads(out.strip().splitlines()[-1]))
@@ -153,16 +156,18 @@ def digest(work: Path) -> str:
 def traffic(work: Path, sample: int = 200) -> tuple[float, float]:
     """Mean bytes per task over the first `sample` tasks: (validate, merge), sent plus received."""
     params = work / "params.yaml"
-    base, ls, checks, merging = (load_section(name, params) for name in ("base", "labelstudio", "validate", "merge"))
-    rules = validate.Rules(tuple(base.names), tuple(ls.control_tags), 0, checks.max_image_side)
+    base, ls, checks = (load_section(name, params) for name in ("base", "labelstudio", "validate"))
+    # The validate stage's own rules for this snapshot: the same classes, tags and limits it checks against.
+    spec = dataset_spec(read_project(work / "raw").get("label_config"), base, ls, checks.unpainted)
+    rules = validate.rules_for(spec, checks)
     with open(work / "raw" / "tasks.jsonl", "rb") as lines:
         payloads = [
             validate.task_payload(line, work / "images", rules.max_image_side) for line, _ in zip(lines, range(sample))
         ]
     validate_bytes = sum(len(p) + len(validate.validate_payload(p, rules)) for p in payloads) / len(payloads)
-    tasks = [task for task, _ in zip(merge.iter_tasks(work / "annotations"), range(sample))]
-    kernel = partial(merge.merge_payload, method="majority", models=None, num_classes=len(base.names))
-    sent = [merge.merge_payload_of(task, work / "annotations", merging.method) for task in tasks]
+    tasks = [task for task, _ in zip(iter_index(work / "annotations"), range(sample))]
+    kernel = partial(merge.merge_payload, method="majority", models=None, num_classes=len(spec.names))
+    sent = [merge.merge_payload_of(task, work / "annotations") for task in tasks]
     merge_bytes = sum(len(p) + len(kernel(p)) for p in sent) / len(sent)
     return validate_bytes, merge_bytes
 
@@ -206,7 +211,7 @@ def main() -> None:
         )
         print(f"outputs byte-identical: {runs['local_digest'] == runs['dask_digest']}")
         print(
-            f"driver CPU on Dask, {args.tasks} tasks: {driver[2]:.1f} s ({1000 * driver[2] / args.tasks:.2f} ms "
+            f"driver CPU on Dask, {args.tasks} tasks: {driver[1]:.1f} s ({1000 * driver[1] / args.tasks:.2f} ms "
             "per task)"
         )
         print(

@@ -37,13 +37,13 @@ from bench.consensus import CROWD, DEFAULT_DATA, simulate_crowd  # noqa: E402
 from pipeline.artifacts.annotations import index_writer  # noqa: E402
 from pipeline.artifacts.labels import label_path as consensus_path  # noqa: E402
 from pipeline.artifacts.splits import write_splits  # noqa: E402
-from pipeline.cooccurrence import pixel_keys  # noqa: E402
-from pipeline.dawid_skene import estimate_models  # noqa: E402
-from pipeline.masks import write_label_map  # noqa: E402
-from pipeline.metrics import confusion_matrix, mean_iou  # noqa: E402
-from pipeline.params import BaseParams, ClassInfo, EvaluateParams, TrainParams  # noqa: E402
+from pipeline.core.params import BaseParams, ClassInfo, EvaluateParams, TrainParams  # noqa: E402
+from pipeline.dataset.cooccurrence import pixel_keys  # noqa: E402
+from pipeline.dataset.dawid_skene import estimate_models  # noqa: E402
+from pipeline.dataset.masks import write_label_map  # noqa: E402
+from pipeline.dataset.metrics import confusion_matrix, mean_iou  # noqa: E402
+from pipeline.dataset.task_consensus import merge_tuples  # noqa: E402
 from pipeline.stages import evaluate, train  # noqa: E402
-from pipeline.task_consensus import merge_tuples  # noqa: E402
 
 # The SegNet tutorial's CamVid colours, in class-id order.
 PALETTE = [

@@ -34,8 +34,8 @@ import size  # noqa: E402  (small-task export builder)
 
 from pipeline.artifacts.annotations import iter_index  # noqa: E402
 from pipeline.artifacts.snapshot import read_project  # noqa: E402
+from pipeline.core.params import load_section  # noqa: E402
 from pipeline.labelstudio.config import dataset_spec  # noqa: E402
-from pipeline.params import load_section  # noqa: E402
 from pipeline.stages import merge, validate  # noqa: E402
 
 RUN = [sys.executable, "-m", "pipeline"]

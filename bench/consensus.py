@@ -38,10 +38,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.crowd_matrix import PROFILES, camvid, draw_crowd, simulate_cell, thin  # noqa: E402
-from pipeline.consensus import estimate_annotator_models, majority_vote, staple, weighted_vote  # noqa: E402
-from pipeline.crowd import class_pairs, simulate_annotator  # noqa: E402
-from pipeline.dawid_skene import dawid_skene_vote, estimate_models  # noqa: E402
-from pipeline.metrics import confusion_matrix  # noqa: E402
+from pipeline.dataset.consensus import estimate_annotator_models, majority_vote, staple, weighted_vote  # noqa: E402
+from pipeline.dataset.dawid_skene import dawid_skene_vote, estimate_models  # noqa: E402
+from pipeline.dataset.metrics import confusion_matrix  # noqa: E402
+from pipeline.demo.crowd import class_pairs, simulate_annotator  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
 # The fixed five-annotator crowd of bench/camvid.py (training on crowd labels).

@@ -26,9 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.crowd import class_pairs, simulate_annotator
-from pipeline.thin_structures import CLASSES as THIN_CLASSES
-from pipeline.thin_structures import vessel_map
+from pipeline.demo.crowd import class_pairs, simulate_annotator
+from pipeline.demo.thin_structures import CLASSES as THIN_CLASSES
+from pipeline.demo.thin_structures import vessel_map
 
 PROFILES = ("expert", "bias", "jitter", "misser", "swapper", "spammer", "partial")
 CAMVID_PAIRS = [("Road", "Pavement"), ("Pedestrian", "Bicyclist"), ("Pole", "SignSymbol"), ("Fence", "Building")]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import cv2
 
+from pipeline.core.params import LabelStudioParams, PullParams
 from pipeline.labelstudio import incremental, server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.params import LabelStudioParams, PullParams
 from pipeline.stages import pull
 from tests import lsproject
 

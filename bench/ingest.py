@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline.crowd import simulate_annotator
+from pipeline.demo.crowd import simulate_annotator
+from pipeline.demo.synthetic import CLASSES, scene
 from pipeline.labelstudio.export import Drawing, export_task, label_config
-from pipeline.synthetic import CLASSES, scene
 
 CREW = (("good", "brush"), ("sloppy", "polygon"), ("misser", "brush"))
 COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35)]

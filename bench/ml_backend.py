@@ -31,6 +31,8 @@ import httpx
 import torch
 from fastapi import FastAPI
 
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
+from pipeline.demo.synthetic import CLASSES, scene
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.config import brush_target
@@ -41,11 +43,9 @@ from pipeline.mlbackend.connect import connect
 from pipeline.mlbackend.images import fetch_task_images
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.serve import ServeOptions, build_backend, serving_app_in_thread, serving_in_thread
-from pipeline.models import build_model
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
-from pipeline.predictor import predict_files
-from pipeline.synthetic import CLASSES, scene
-from pipeline.training.checkpoint import save_checkpoint
+from pipeline.model.checkpoint import save_checkpoint
+from pipeline.model.models import build_model
+from pipeline.model.predictor import predict_files
 
 COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35)]
 BASE = BaseParams(0, 255, tuple(ClassInfo(n, c) for n, c in zip(CLASSES, COLOURS)))

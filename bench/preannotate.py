@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
+from pipeline.demo.synthetic import CLASSES, scene
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.export import label_config
 from pipeline.labelstudio.results import label_map_to_brush_results
-from pipeline.models import build_model
-from pipeline.synthetic import CLASSES, scene
+from pipeline.model.models import build_model
 
 COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 192), (220, 20, 60), (107, 142, 35)]
 

@@ -29,16 +29,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.models import build_model  # noqa: E402
-from pipeline.params import (  # noqa: E402
+from pipeline.core.params import (  # noqa: E402
     load_section,
     read_params,
     with_overrides,  # noqa: E402
 )
-from pipeline.training.data import TrainDataset, list_samples, make_loader  # noqa: E402
-from pipeline.training.distributed import Runtime, resolve_device, set_cpu_threads  # noqa: E402
-from pipeline.training.loop import SegmentationLoss, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
-from pipeline.training.transforms import train_transform  # noqa: E402
+from pipeline.model.data import TrainDataset, list_samples, make_loader  # noqa: E402
+from pipeline.model.distributed import Runtime, resolve_device, set_cpu_threads  # noqa: E402
+from pipeline.model.loop import SegmentationLoss, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
+from pipeline.model.models import build_model  # noqa: E402
+from pipeline.model.transforms import train_transform  # noqa: E402
 from tests.training.synthetic import make_dataset  # noqa: E402
 
 

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pipeline.atomic import ENVIRONMENT_ERRNOS
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import ENVIRONMENT_ERRNOS
+from pipeline.core.errors import PipelineError
 from pipeline.registry import STAGES, Stage
 
 app = typer.Typer(
@@ -76,7 +76,7 @@ def stage_command(stage: Stage) -> Callable[..., None]:
     """A typer command for a registered stage: read its params sections, call its run, show the result."""
 
     def command(**values: Any) -> None:
-        from pipeline.params import load_sections, with_overrides
+        from pipeline.core.params import load_sections, with_overrides
 
         sections = load_sections(stage.sections, values.pop("params"))
         if stage.classes_from:  # classes validate took from the label config, for the stages after it
@@ -142,9 +142,9 @@ def ml_backend(
     """Serve the model over Label Studio's ML backend protocol (/health, /setup, /predict, /webhook)."""
     import os
 
+    from pipeline.core.params import load_section, read_params
     from pipeline.labelstudio.client import LabelStudioClient
     from pipeline.mlbackend import serve as backend_serve
-    from pipeline.params import load_section, read_params
 
     values = read_params(params)
     sections = [load_section(s, params, values) for s in ("base", "labelstudio", "pull", "preannotate")]
@@ -171,7 +171,7 @@ def promote(
     params: Path = PARAMS,
 ) -> None:
     """Push a chosen model's predictions and make its version the one annotators see."""
-    from pipeline.params import load_section, read_params
+    from pipeline.core.params import load_section, read_params
     from pipeline.stages import promote as stage
 
     values = read_params(params)
@@ -205,7 +205,7 @@ def seed(
     seed_value: int = typer.Option(0, "--seed", help="Seed of the simulated crowd."),
 ) -> None:
     """Create a Label Studio project from images, with legacy masks and/or a simulated crowd."""
-    from pipeline import seeding
+    from pipeline.demo import seeding
     from pipeline.labelstudio.client import LabelStudioClient
 
     if masks_as not in ("annotations", "predictions"):
@@ -233,7 +233,7 @@ def demo(
     images: int = typer.Option(150, help="Synthetic scenes in a newly seeded project."),
 ) -> None:
     """Start a local Label Studio, seed a simulated-crowd project, run the pipeline and close the loop."""
-    from pipeline import demo as runner
+    from pipeline.demo import run as runner
 
     runner.main(port, data_dir, console, images)
 

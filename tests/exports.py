@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.crowd import simulate_annotator
+from pipeline.demo.crowd import simulate_annotator
+from pipeline.demo.synthetic import CLASSES, scene
 from pipeline.labelstudio.export import Drawing, export_task
-from pipeline.synthetic import CLASSES, scene
 
 CREW = (("good", "brush"), ("sloppy", "polygon"), ("misser", "brush"))
 

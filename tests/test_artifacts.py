@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.artifacts import annotations, reports, snapshot, splits
-from pipeline.errors import ArtifactError
+from pipeline.core.errors import ArtifactError
 
 
 def test_index_round_trip_and_its_errors(tmp_path):

@@ -12,7 +12,7 @@ from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.results import label_map_to_brush_results
 from pipeline.mlbackend.connect import connect
-from pipeline.predictor import load_predictor, predict_files
+from pipeline.model.predictor import load_predictor, predict_files
 from tests import lsproject
 from tests.mlbackend.helpers import live_backend, task_predictions, write_checkpoint
 

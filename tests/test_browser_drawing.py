@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
+from pipeline.core.params import BaseParams, LabelStudioParams, PullParams, ValidateParams
+from pipeline.dataset.masks import read_label_map
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.regions import fill_ellipse
-from pipeline.masks import read_label_map
-from pipeline.params import BaseParams, LabelStudioParams, PullParams, ValidateParams
 from pipeline.stages import pull, validate
 from tests import lsproject
 from tests.stages import label_configs as lc

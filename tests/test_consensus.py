@@ -4,7 +4,8 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline.consensus import (
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.consensus import (
     AnnotatorModels,
     ConsensusError,
     annotator_quality,
@@ -14,9 +15,8 @@ from pipeline.consensus import (
     staple,
     weighted_vote,
 )
-from pipeline.cooccurrence import label_tuples
-from pipeline.errors import PipelineError
-from pipeline.metrics import confusion_matrix
+from pipeline.dataset.cooccurrence import label_tuples
+from pipeline.dataset.metrics import confusion_matrix
 
 U = 255  # unlabeled
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import cooccurrence
-from pipeline.cooccurrence import LabelTuples, confusion_against, paint, pair_confusion, pixel_keys
-from pipeline.errors import PipelineError
-from pipeline.metrics import confusion_matrix
+from pipeline.core.errors import PipelineError
+from pipeline.dataset import cooccurrence
+from pipeline.dataset.cooccurrence import LabelTuples, confusion_against, paint, pair_confusion, pixel_keys
+from pipeline.dataset.metrics import confusion_matrix
 
 
 def random_maps(seed: int, annotators: int, num_classes: int, shape=(9, 13)) -> dict[str, np.ndarray]:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.crowd import PROFILES, CrowdError, class_pairs, simulate_annotator
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.demo.crowd import PROFILES, CrowdError, class_pairs, simulate_annotator
 
 U = 255
 C = 4

@@ -6,15 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.boundary_bias import boundary_offsets
-from pipeline.cooccurrence import pixel_keys
-from pipeline.dawid_skene import BandedModelError, BandedModels, dawid_skene_vote, estimate_models
-from pipeline.decision import decide
-from pipeline.edge_bands import band_map, banded_tuples, check_bands, edge_mask, unbanded
-from pipeline.errors import ParamsError, PipelineError
-from pipeline.params import BaseParams, ClassInfo, MergeParams
+from pipeline.core.errors import ParamsError, PipelineError
+from pipeline.core.params import BaseParams, ClassInfo, MergeParams
+from pipeline.dataset.boundary_bias import boundary_offsets
+from pipeline.dataset.cooccurrence import pixel_keys
+from pipeline.dataset.dawid_skene import BandedModelError, BandedModels, dawid_skene_vote, estimate_models
+from pipeline.dataset.decision import decide
+from pipeline.dataset.edge_bands import band_map, banded_tuples, check_bands, edge_mask, unbanded
+from pipeline.dataset.task_consensus import merge_tuples
 from pipeline.stages import merge
-from pipeline.task_consensus import merge_tuples
 
 U = 255
 

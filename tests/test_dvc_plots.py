@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.plots import write_png
+from pipeline.quality.plots import write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 PICTURES = (".png", ".jpg", ".jpeg", ".svg", ".gif")

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.errors import PipelineError, UnsafeReferenceError
+from pipeline.core.errors import PipelineError, UnsafeReferenceError
+from pipeline.core.params import PullParams, ValidateParams
 from pipeline.labelstudio.export_reader import check_item, iter_items
 from pipeline.labelstudio.fetch import FetchSettings, ImageFetcher
 from pipeline.labelstudio.references import origin_of, resolve
-from pipeline.params import PullParams, ValidateParams
 from pipeline.stages import pull, validate
 from tests.origin import serving
 from tests.stages.test_export_items import BASE

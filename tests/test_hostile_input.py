@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.labelstudio import rle
 from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.labelstudio.task_images import read_local_image

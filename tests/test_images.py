@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.errors import ImageError
-from pipeline.images import image_suffix, pixel_budget, read_rgb, read_size
-from pipeline.masks import write_label_map
-from pipeline.training.data import Sample, read_pair
+from pipeline.core.errors import ImageError
+from pipeline.core.images import image_suffix, pixel_budget, read_rgb, read_size
+from pipeline.dataset.masks import write_label_map
+from pipeline.model.data import Sample, read_pair
 from tests import imagefiles
 
 

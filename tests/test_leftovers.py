@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.atomic import remove_leftovers, replace_dir
+from pipeline.core.atomic import remove_leftovers, replace_dir
 from tests.stages.test_export_items import _annotation, _map
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

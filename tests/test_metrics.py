@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.errors import PipelineError
-from pipeline.metrics import (
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.metrics import (
     MetricsError,
     confusion_matrix,
     dice_per_class,

@@ -1,4 +1,4 @@
-"""pipeline.parallel.ordered_map: input order, bounded read-ahead, errors reach the caller."""
+"""pipeline.core.parallel.ordered_map: input order, bounded read-ahead, errors reach the caller."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pipeline.parallel import chunks, ordered_map
+from pipeline.core.parallel import chunks, ordered_map
 
 
 def square_and_pid(value: int) -> tuple[int, int]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.constants import IGNORE_INDEX
-from pipeline.errors import ParamsError
-from pipeline.params import SECTIONS, TrainParams, load_section, read_params, with_overrides
+from pipeline.core.constants import IGNORE_INDEX
+from pipeline.core.errors import ParamsError
+from pipeline.core.params import SECTIONS, TrainParams, load_section, read_params, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = read_params(ROOT / "params.yaml")
@@ -181,4 +181,4 @@ def test_ignore_value_is_defined_once():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value == 255:
                 defined += [f"{path.relative_to(ROOT)}:{node.lineno}"]
-    assert defined == ["pipeline/constants.py:6"]
+    assert defined == ["pipeline/core/constants.py:6"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import ParamsError
-from pipeline.preannotation import select_tasks
+from pipeline.core.errors import ParamsError
+from pipeline.review.selection import select_tasks
 
 LABELLED = {"id": 1, "annotations": [{"id": 10, "was_cancelled": False}]}
 LOW_AGREEMENT = {"id": 2, "annotations": [{"id": 20}, {"id": 21}]}

@@ -109,5 +109,5 @@ def test_no_stage_imports_another_stage():
 
 def test_closure_follows_lazy_and_from_package_imports(tmp_path):
     closure = import_closure("pipeline.stages.train")
-    assert "pipeline/training/distributed.py" in closure  # `from pipeline.training import distributed`
-    assert "pipeline/constants.py" in closure  # reached through several modules
+    assert "pipeline/model/distributed.py" in closure  # `from pipeline.model import distributed`
+    assert "pipeline/core/constants.py" in closure  # reached through several modules

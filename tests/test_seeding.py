@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import seeding
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.demo import seeding
+from pipeline.demo.synthetic import CLASSES
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.reading import annotation_to_label_map
-from pipeline.synthetic import CLASSES
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ParamsError
-from pipeline.splitting import assign_groups, check_fractions, group_of, near_duplicates, perceptual_hash
+from pipeline.core.errors import ParamsError
+from pipeline.dataset.splitting import assign_groups, check_fractions, group_of, near_duplicates, perceptual_hash
 
 
 def test_group_from_field_then_regex_then_own_name() -> None:

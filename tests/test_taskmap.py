@@ -1,4 +1,4 @@
-"""pipeline.taskmap: framing, backend choice, and byte-identical stage outputs on local processes and Dask."""
+"""pipeline.core.taskmap: framing, backend choice, and byte-identical stage outputs on local processes and Dask."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
+from pipeline.core.taskmap import SCHEDULER_ENV, DaskBackend, LocalBackend, choose_backend, pack, unpack
+from pipeline.demo.synthetic import CLASSES
 from pipeline.stages import merge, pull, validate
-from pipeline.synthetic import CLASSES
-from pipeline.taskmap import SCHEDULER_ENV, DaskBackend, LocalBackend, choose_backend, pack, unpack
 from tests.exports import write_export
 
 BASE = BaseParams(0, 255, tuple(ClassInfo(n, (0, 0, 0)) for n in CLASSES))

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from pipeline.errors import ArtifactError
-from pipeline.masks import read_label_map, write_label_map
+from pipeline.core.errors import ArtifactError
+from pipeline.dataset.masks import read_label_map, write_label_map
 
 INDEX = "index.jsonl"
 

@@ -16,7 +16,7 @@ from typing import Any
 import ijson
 import orjson
 
-from pipeline.atomic import replace_file
+from pipeline.core.atomic import replace_file
 
 
 class StreamedReport:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.errors import ArtifactError
+from pipeline.core.errors import ArtifactError
 
 TASKS = "tasks.jsonl"
 PROJECT = "project.json"

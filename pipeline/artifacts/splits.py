@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import ArtifactError
+from pipeline.core.errors import ArtifactError
 
 SUFFIX = ".txt"
 

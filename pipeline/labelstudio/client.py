@@ -22,7 +22,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from pipeline.errors import LabelStudioError
+from pipeline.core.errors import LabelStudioError
 from pipeline.labelstudio.fetch import FetchSettings, ImageFetcher, origin_headers_from_env
 
 T = TypeVar("T")

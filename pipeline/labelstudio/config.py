@@ -27,8 +27,8 @@ from pathlib import Path
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import ImageColor
 
-from pipeline.errors import ConfigError
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams
 
 LABELLED = {"brushlabels", "polygonlabels", "rectanglelabels", "ellipselabels", "bitmasklabels"}
 TOOLS = {"brush", "polygon", "rectangle", "ellipse", "magicwand", "bitmask"}

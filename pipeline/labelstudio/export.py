@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.constants import IGNORE_INDEX
-from pipeline.errors import PipelineError
+from pipeline.core.constants import IGNORE_INDEX
+from pipeline.core.errors import PipelineError
 from pipeline.labelstudio.results import label_map_to_brush_results, label_map_to_polygon_results
 
 TOOLS = ("brush", "polygon")

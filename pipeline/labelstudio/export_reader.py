@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 READ_SIZE = 1 << 20
 NON_FINITE_REASON = "holds a non-finite number (NaN, Infinity or an overflow such as 1e309)"

@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from pipeline.errors import FetchError, LabelStudioError, PipelineError, UnsafeReferenceError
-from pipeline.images import image_suffix
+from pipeline.core.errors import FetchError, LabelStudioError, PipelineError, UnsafeReferenceError
+from pipeline.core.images import image_suffix
 from pipeline.labelstudio.references import Target, describe_url, local_file_path, origin_of, resolve
 
 ORIGIN_HEADERS_ENV = "SEGPIPE_ORIGIN_HEADERS"

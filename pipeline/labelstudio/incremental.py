@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.atomic import write_json
+from pipeline.core.atomic import write_json
 from pipeline.labelstudio.client import LabelStudioClient
 
 FINGERPRINT_FIELDS = (

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from pipeline.constants import IGNORE_INDEX as IGNORE
-from pipeline.errors import ParamsError, ResultError
+from pipeline.core.constants import IGNORE_INDEX as IGNORE
+from pipeline.core.errors import ParamsError, ResultError
 from pipeline.labelstudio.regions import (
     BRUSH_ALPHA_THRESHOLD,
     GEOMETRY_OF_TYPE,

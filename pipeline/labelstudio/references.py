@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit, urlunsplit
 
-from pipeline.errors import UnsafeReferenceError
+from pipeline.core.errors import UnsafeReferenceError
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi")
 MAX_REFERENCE_LENGTH = 8192

@@ -33,7 +33,7 @@ import cv2
 import numba
 import numpy as np
 
-from pipeline.errors import ResultError, RLEError
+from pipeline.core.errors import ResultError, RLEError
 from pipeline.labelstudio.rle import decode
 
 # Larger sides are refused before any allocation: 2**15 x 2**15 is already a 1 GiB label map.

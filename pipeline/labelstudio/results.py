@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from pipeline.errors import ResultError
+from pipeline.core.errors import ResultError
 from pipeline.labelstudio.reading import IGNORE, check_size, class_ids
 from pipeline.labelstudio.rle import encode
 

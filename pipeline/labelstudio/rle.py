@@ -32,7 +32,7 @@ from typing import NoReturn
 import numba
 import numpy as np
 
-from pipeline.errors import RLEError
+from pipeline.core.errors import RLEError
 
 CHANNELS = 4
 HEADER_BITS = 53

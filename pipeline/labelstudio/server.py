@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from pipeline.errors import ServerError
+from pipeline.core.errors import ServerError
 
 DEFAULT_DATA_DIR = Path(".labelstudio")
 DEFAULT_PORT = 8080

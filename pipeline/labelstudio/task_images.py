@@ -12,14 +12,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.atomic import replace_file
-from pipeline.errors import FetchError, UnsafeReferenceError
-from pipeline.images import image_suffix
+from pipeline.core.atomic import replace_file
+from pipeline.core.errors import FetchError, UnsafeReferenceError
+from pipeline.core.images import image_suffix
+from pipeline.core.params import PullParams
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.config import DEFAULT_DATA_KEY, image_tag_of, read_label_config
 from pipeline.labelstudio.fetch import MAX_IMAGE_BYTES, ImageFetcher
 from pipeline.labelstudio.references import describe_url, local_file_path, resolve
-from pipeline.params import PullParams
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pipeline.errors import UnsafeReferenceError
+from pipeline.core.errors import UnsafeReferenceError
 from pipeline.labelstudio.annotators import annotator_of
 
 LOCAL_FILES_PATH = "/data/local-files"

@@ -22,13 +22,13 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from pipeline.errors import LabelStudioError, PipelineError
+from pipeline.core.errors import LabelStudioError, PipelineError
 from pipeline.labelstudio.config import brush_target
 from pipeline.labelstudio.task_images import ImageSource, image_field
 from pipeline.mlbackend.images import fetch_task_images
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.training import TrainingJob
-from pipeline.predictor import predict_files
+from pipeline.model.predictor import predict_files
 
 TRAINING_ACTIONS = ("START_TRAINING",)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.errors import ServerError
+from pipeline.core.errors import ServerError
 from pipeline.labelstudio.server import free_port
 
 START_TIMEOUT_S = 300.0  # loading torch and the checkpoint on a busy 2-core machine

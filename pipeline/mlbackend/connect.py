@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.errors import LabelStudioError
+from pipeline.core.errors import LabelStudioError
 from pipeline.labelstudio.client import LabelStudioClient
 
 

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import PipelineError
-from pipeline.predictor import FileStamp, Predictor, load_predictor
+from pipeline.core.errors import PipelineError
+from pipeline.model.predictor import FileStamp, Predictor, load_predictor
 
 
 class ServedModel:

@@ -18,14 +18,14 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from pipeline.errors import LabelStudioError, ParamsError, PipelineError
+from pipeline.core.errors import LabelStudioError, ParamsError, PipelineError
+from pipeline.core.params import BaseParams, LabelStudioParams, PreannotateParams, PullParams
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.task_images import image_source
 from pipeline.mlbackend.app import Backend, create_app
 from pipeline.mlbackend.connect import Connection, connect, rename
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.training import TrainingJob
-from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams, PullParams
 
 RENAME_ATTEMPTS = 3
 

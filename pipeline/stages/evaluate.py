@@ -19,18 +19,18 @@ import numpy as np
 import torch
 
 from pipeline.artifacts.reports import report_project
-from pipeline.atomic import replace_dir, replace_file, write_json
-from pipeline.errors import TrainingError
-from pipeline.metrics import confusion_matrix, dice_per_class, iou_per_class, mean_iou, pixel_accuracy
-from pipeline.models import count_parameters
-from pipeline.params import BaseParams, EvaluateParams
-from pipeline.plots import confusion_png, overlay, write_png
-from pipeline.training import hints
-from pipeline.training.checkpoint import checkpoint_params, finite_or_none, load_checkpoint, model_from_checkpoint
-from pipeline.training.comparison import write_comparison
-from pipeline.training.data import EvalDataset, collate_eval, list_samples, make_loader, read_image
-from pipeline.training.distributed import resolve_device, set_cpu_threads
-from pipeline.training.predict import amp_dtype, predictions
+from pipeline.core.atomic import replace_dir, replace_file, write_json
+from pipeline.core.errors import TrainingError
+from pipeline.core.params import BaseParams, EvaluateParams
+from pipeline.dataset.metrics import confusion_matrix, dice_per_class, iou_per_class, mean_iou, pixel_accuracy
+from pipeline.model.checkpoint import checkpoint_params, finite_or_none, load_checkpoint, model_from_checkpoint
+from pipeline.model.data import EvalDataset, collate_eval, list_samples, make_loader, read_image
+from pipeline.model.distributed import resolve_device, set_cpu_threads
+from pipeline.model.models import count_parameters
+from pipeline.model.predict import amp_dtype, predictions
+from pipeline.quality import hints
+from pipeline.quality.comparison import write_comparison
+from pipeline.quality.plots import confusion_png, overlay, write_png
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Methods (merge.method):
   dawid_skene  the default: Dawid-Skene by soft EM over the whole project, each annotator's
             confusion optionally per band of distance from their own edges (merge.edge_bands);
-            pipeline.dawid_skene
+            pipeline.dataset.dawid_skene
   vote      weighted per-pixel vote: each annotator's confusion matrix (how they label each true
             class) is estimated over the whole project (consensus -> agreement with it ->
             annotator models, repeated; Dawid-Skene), and each pixel takes the most likely class
@@ -11,9 +11,9 @@ Methods (merge.method):
   majority  one vote per annotator
 Ties follow merge.undecided (ignore: 255; resolve: the most probable class); pixels nobody
 labelled are 255. Beside the label maps, confidence/<task_id>.png holds the confidence of each
-pixel's label, round(255 p) (pipeline.task_consensus). A task with one annotator is copied and
+pixel's label, round(255 p) (pipeline.dataset.task_consensus). A task with one annotator is copied and
 flagged `single`. Agreement is the mean pairwise IoU over the pixels both annotators labelled
-(pipeline.metrics.pairwise_iou); annotator quality compares each annotator with the final
+(pipeline.dataset.metrics.pairwise_iou); annotator quality compares each annotator with the final
 consensus over the whole project.
 """
 
@@ -33,10 +33,14 @@ from tqdm import tqdm
 from pipeline.artifacts.annotations import iter_index, load_maps
 from pipeline.artifacts.labels import CONFIDENCE_DIR, confidence_path, label_path
 from pipeline.artifacts.reports import report_project, streamed_report
-from pipeline.atomic import replace_dir
-from pipeline.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models
-from pipeline.constants import IGNORE_INDEX
-from pipeline.cooccurrence import (
+from pipeline.core.atomic import replace_dir
+from pipeline.core.constants import IGNORE_INDEX
+from pipeline.core.errors import ParamsError, PipelineError
+from pipeline.core.parallel import ordered_map
+from pipeline.core.params import BaseParams, MergeParams
+from pipeline.core.taskmap import choose_backend, pack, unpack
+from pipeline.dataset.consensus import AnnotatorModels, annotator_quality, estimate_annotator_models
+from pipeline.dataset.cooccurrence import (
     LabelTuples,
     confusion_against,
     decode_index_map,
@@ -44,17 +48,13 @@ from pipeline.cooccurrence import (
     pixel_keys,
     read_index_map,
 )
-from pipeline.dawid_skene import BandedModels, estimate_models
-from pipeline.decision import POLICIES
-from pipeline.edge_bands import check_bands
-from pipeline.errors import ParamsError, PipelineError
+from pipeline.dataset.dawid_skene import BandedModels, estimate_models
+from pipeline.dataset.decision import POLICIES
+from pipeline.dataset.edge_bands import check_bands
+from pipeline.dataset.masks import decode_label_map, encode_label_map
+from pipeline.dataset.metrics import mean_pair_iou
+from pipeline.dataset.task_consensus import METHODS, banded_of, merge_tuples
 from pipeline.labelstudio.tasks import task_link
-from pipeline.masks import decode_label_map, encode_label_map
-from pipeline.metrics import mean_pair_iou
-from pipeline.parallel import ordered_map
-from pipeline.params import BaseParams, MergeParams
-from pipeline.task_consensus import METHODS, banded_of, merge_tuples
-from pipeline.taskmap import choose_backend, pack, unpack
 
 
 def task_tuples(task: dict, annotations_dir: Path, num_classes: int) -> tuple[LabelTuples, np.ndarray]:
@@ -139,7 +139,7 @@ def merge_task(
     undecided: str = "resolve",
 ) -> tuple[np.ndarray, np.ndarray, dict, dict[str, np.ndarray], dict]:
     """One task's (H, W) consensus and confidence maps, agreement entry, each annotator's (C, C)
-    confusion and boundary offsets (pipeline.boundary_bias)."""
+    confusion and boundary offsets (pipeline.dataset.boundary_bias)."""
     single = len(tuples.annotators) == 1
     result = merge_tuples(
         tuples, pixels, (task["height"], task["width"]), "majority" if single else method, models, undecided
@@ -231,7 +231,7 @@ def run(
 
     Streams: tasks are read from the index in chunks and their report entries written as they
     come, so memory does not grow with the project (only the small co-occurrence tables do).
-    Tasks are merged by `pipeline.taskmap` (local processes, or the Dask cluster at `scheduler`
+    Tasks are merged by `pipeline.core.taskmap` (local processes, or the Dask cluster at `scheduler`
     or $DASK_SCHEDULER_ADDRESS); only this process writes files.
     """
     if params.method not in METHODS:

@@ -1,130 +1,15 @@
 """preannotate: the best model's masks go back into Label Studio as predictions to correct.
 
-Tasks come from the pulled snapshot (so a changed project re-runs this stage and an unchanged
-one does not); images are read from it too. Each chosen task gets one prediction: a brush
-region per class present, `model_version` = readable name + a short hash of the checkpoint,
-`score` = mean max-softmax confidence. Pushing first deletes that model_version's predictions
-on those tasks, so a re-run replaces them and an interrupted push converges on the next run;
-identical predictions are not sent again. A task deleted in Label Studio since the pull is
-skipped with a warning. Under `dvc exp run` and with `preannotate.push: false` the predictions
-and reports are made but nothing is sent (`promote` sends on purpose). The predictor is shared
-with the ML backend (`pipeline.predictor`), so both paths give a task the same prediction.
+The work is `pipeline.review.publish.preannotate`, shared with `promote`; see it for what is
+chosen, sent and written.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from pipeline.artifacts.reports import review_ids
-from pipeline.artifacts.snapshot import read_project, snapshot_records
-from pipeline.atomic import replace_file, write_json
-from pipeline.errors import ParamsError
-from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.labelstudio.config import BrushTarget, brush_target
-from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
-from pipeline.preannotation import select_tasks, uncertainty_rows
-from pipeline.predictor import load_predictor, predict_files
-
-
-def predict_records(
-    tasks: list[dict],
-    images: list[Path],
-    checkpoint: Path,
-    base: BaseParams,
-    params: PreannotateParams,
-    target: BrushTarget,
-) -> tuple[str, list[dict]]:
-    """Run the checkpoint on the images; returns (model_version, one prediction record per task).
-
-    Classes are the checkpoint's (base.classes, when set, must agree); a class the brush tag has no
-    label for (say, a background class added for unpainted pixels) gets no region.
-    """
-    predictor = load_predictor(checkpoint, base.names, params.model_name, params.device, params.threads)
-    with tqdm(total=len(images), desc="preannotate: predict", unit="image") as bar:
-        records = predict_files(
-            predictor,
-            images,
-            [task["id"] for task in tasks],
-            target.from_name,
-            target.to_name,
-            params.batch_size,
-            bar.update,
-        )
-    if target.labels is not None:
-        for record in records:
-            record["result"] = [r for r in record["result"] if r["value"]["brushlabels"][0] in target.labels]
-    return predictor.version, records
-
-
-def _regions(result: list[dict]) -> list[tuple]:
-    return [(region.get("id"), region.get("value")) for region in result or []]
-
-
-def _delete_stale(
-    client: LabelStudioClient, project_id: int, version: str, stale: dict[int, list[dict]], live: dict
-) -> None:
-    """Delete the stale predictions: in bulk for tasks holding nothing else, one by one only where others must stay."""
-    only_this_version = sorted(
-        task
-        for task, found in stale.items()
-        if found and all(p.get("model_version") == version for p in live[task].get("predictions") or [])
-    )
-    client.delete_task_predictions(project_id, only_this_version)
-    bulk = set(only_this_version)
-    mixed = [p for task, found in stale.items() if task not in bulk for p in found]
-    for prediction in tqdm(mixed, desc="preannotate: replace", unit="prediction", disable=not mixed):
-        client.delete_prediction(prediction["id"])
-
-
-def push(client: LabelStudioClient, project_id: int, version: str, records: list[dict], batch_size: int) -> list[int]:
-    """Make `records` the only `version` predictions of their tasks; returns tasks deleted meanwhile.
-
-    Predictions of this version on other tasks (say, tasks annotated since) are kept: they
-    are what review-stats compares the annotations with. When the server already holds
-    exactly these predictions, nothing is sent, so the project and the next pull stay as they are.
-    """
-    live = {task["id"]: task for task in client.iter_tasks(project_id)}
-    gone = sorted(r["task"] for r in records if r["task"] not in live)
-    if gone:
-        tqdm.write(f"warning: tasks {gone} were deleted in Label Studio since the pull; skipped")
-    records = [r for r in records if r["task"] in live]
-    stale = {
-        r["task"]: [p for p in live[r["task"]].get("predictions") or [] if p.get("model_version") == version]
-        for r in records
-    }
-    same = all(
-        len(stale[r["task"]]) == 1
-        and _regions(stale[r["task"]][0].get("result")) == _regions(r["result"])
-        and abs((stale[r["task"]][0].get("score") or 0) - r["score"]) < 1e-6
-        for r in records
-    )
-    if not same:
-        _delete_stale(client, project_id, version, stale, live)
-        for start in tqdm(range(0, len(records), batch_size), desc="preannotate: push", unit="batch"):
-            client.import_predictions(project_id, records[start : start + batch_size], batch_size=batch_size)
-    client.set_model_version(project_id, version)
-    return gone
-
-
-def push_blocked(params: PreannotateParams, environment: dict[str, str] | None = None) -> str | None:
-    """Why this run must send nothing to the live project, or None when it may push.
-
-    `dvc exp run` sets DVC_EXP_NAME / DVC_EXP_BASELINE_REV in a stage's environment: a throwaway
-    experiment's model must never reach what annotators see; `python -m pipeline promote` does that
-    on purpose.
-    """
-    environment = os.environ if environment is None else environment
-    experiment = environment.get("DVC_EXP_NAME") or environment.get("DVC_EXP_BASELINE_REV")
-    if experiment:
-        return f"running under dvc exp run ({experiment}); promote the model to push it"
-    if not params.push:
-        return "preannotate.push is false; promote the model to push it"
-    return None
+from pipeline.core.params import BaseParams, LabelStudioParams, PreannotateParams
+from pipeline.review.publish import preannotate
 
 
 def run(
@@ -137,51 +22,6 @@ def run(
     base: BaseParams,
     ls: LabelStudioParams,
     params: PreannotateParams,
-    promote: bool = False,
 ) -> dict:
-    """Pre-annotate the chosen tasks of the snapshot; write the report and the uncertainty CSV.
-
-    Predictions are pushed (and the project's model_version set) unless `push_blocked` says
-    otherwise; `promote=True` pushes regardless, for a model a person chose.
-    """
-    if params.push_batch < 100:
-        raise ParamsError(f"preannotate.push_batch={params.push_batch}: use at least 100 predictions per request")
-    project = read_project(raw_dir)
-    if project.get("id") is None:
-        raise ParamsError(
-            "the snapshot came from pull.export_file and names no project; pull from the server to pre-annotate"
-        )
-    pairs = [(task, image) for task, image in snapshot_records(raw_dir) if image.get("file")]
-    chosen = {t["id"] for t in select_tasks((task for task, _ in pairs), params.tasks, review_ids(agreement_path))}
-    pairs = [(task, image) for task, image in pairs if task["id"] in chosen]
-    tasks, images = [task for task, _ in pairs], [images_dir / image["file"] for _, image in pairs]
-    target = brush_target(project.get("label_config"), ls.image_tag, params.brush_tag)
-    version, records = predict_records(tasks, images, checkpoint, base, params, target) if tasks else (None, [])
-    blocked = None if promote else push_blocked(params)
-    if blocked:
-        tqdm.write(f"preannotate: nothing sent to Label Studio: {blocked}")
-    skipped: list[int] = []
-    if records and not blocked:
-        with LabelStudioClient.from_env() as client:
-            skipped = push(client, project["id"], version, records, params.push_batch)
-    kept = [r for r in records if r["task"] not in set(skipped)]
-    rows = uncertainty_rows(kept, project["id"])
-    with replace_file(uncertainty_path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=["task_id", "score", "regions", "link"])
-        writer.writeheader()
-        writer.writerows(rows)
-    scores = [r["score"] for r in kept]
-    report = {
-        "model_version": version,
-        "tasks_selected": len(tasks),
-        "predictions_pushed": 0 if blocked else len(kept),
-        "pushed": not blocked,
-        "not_pushed_because": blocked,
-        "tasks_skipped_deleted": sorted(skipped),
-        "selection": params.tasks,
-        "project_id": project["id"],
-        "mean_score": round(float(np.mean(scores)), 6) if scores else None,
-        "tasks": [{"task_id": r["task"], "score": r["score"], "regions": len(r["result"])} for r in kept],
-    }
-    write_json(report_path, report)
-    return {k: v for k, v in report.items() if k != "tasks"}
+    """Pre-annotate the chosen tasks of the snapshot, pushing unless blocked; returns the report summary."""
+    return preannotate(raw_dir, images_dir, checkpoint, agreement_path, report_path, uncertainty_path, base, ls, params)

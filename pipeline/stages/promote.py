@@ -12,10 +12,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pipeline.atomic import replace_file
-from pipeline.errors import TrainingError
-from pipeline.params import BaseParams, LabelStudioParams, PreannotateParams
-from pipeline.stages import preannotate
+from pipeline.core.atomic import replace_file
+from pipeline.core.errors import TrainingError
+from pipeline.core.params import BaseParams, LabelStudioParams, PreannotateParams
+from pipeline.review.publish import preannotate
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
@@ -41,7 +41,7 @@ def run(
     params: PreannotateParams,
 ) -> dict:
     """Push and activate `checkpoint`'s version; returns the preannotate summary plus the live path."""
-    summary = preannotate.run(
+    summary = preannotate(
         raw_dir, images_dir, checkpoint, agreement, report, uncertainty, base, ls, params, promote=True
     )
     copy_checkpoint(checkpoint, live)

@@ -28,8 +28,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.artifacts.snapshot import PROJECT, REJECTED, record_line, snapshot_records, tasks_path
-from pipeline.atomic import replace_dir, write_json
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import replace_dir, write_json
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import LabelStudioParams, PullParams
 from pipeline.labelstudio import incremental
 from pipeline.labelstudio.client import LabelStudioClient, normalise_task
 from pipeline.labelstudio.export_reader import ExportItem, iter_export
@@ -41,7 +42,6 @@ from pipeline.labelstudio.task_images import (
     image_reference,
     image_source,
 )
-from pipeline.params import LabelStudioParams, PullParams
 
 BATCH = 64
 

@@ -17,14 +17,20 @@ import json
 from pathlib import Path
 
 from pipeline.artifacts.snapshot import snapshot_records
-from pipeline.atomic import replace_file, write_json
-from pipeline.constants import IGNORE_INDEX
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import replace_file, write_json
+from pipeline.core.constants import IGNORE_INDEX
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import BaseParams, LabelStudioParams, ValidateParams
 from pipeline.labelstudio.config import DatasetSpec, dataset_spec
 from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.labelstudio.tasks import counted_annotations
-from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
-from pipeline.preannotation import class_agreement, compare_starts, effect_markdown, mask_agreement, summarise_effect
+from pipeline.review.effect import (
+    class_agreement,
+    compare_starts,
+    effect_markdown,
+    mask_agreement,
+    summarise_effect,
+)
 
 
 def _earlier_prediction(task: dict, annotation: dict) -> dict | None:

@@ -12,12 +12,12 @@ from pipeline.artifacts.annotations import read_index
 from pipeline.artifacts.labels import label_path
 from pipeline.artifacts.reports import agreement_summary
 from pipeline.artifacts.splits import write_splits
-from pipeline.atomic import replace_dir, replace_file, write_json
-from pipeline.errors import ImageError, PipelineError
-from pipeline.images import read_rgb
-from pipeline.masks import read_label_map
-from pipeline.params import BaseParams, SplitParams
-from pipeline.splitting import assign_groups, check_fractions, group_of, near_duplicates, perceptual_hash
+from pipeline.core.atomic import replace_dir, replace_file, write_json
+from pipeline.core.errors import ImageError, PipelineError
+from pipeline.core.images import read_rgb
+from pipeline.core.params import BaseParams, SplitParams
+from pipeline.dataset.masks import read_label_map
+from pipeline.dataset.splitting import assign_groups, check_fractions, group_of, near_duplicates, perceptual_hash
 
 
 def scan_tasks(

@@ -19,23 +19,23 @@ from torch.utils.data import Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from pipeline.errors import TrainingError
-from pipeline.metrics import iou_per_class, mean_iou, pixel_accuracy
-from pipeline.models import STRIDE, build_model
-from pipeline.params import BaseParams, TrainParams
-from pipeline.plots import training_curves_png
-from pipeline.training import distributed
-from pipeline.training.checkpoint import check_resumable, finite_or_none, load_checkpoint, save_checkpoint
-from pipeline.training.data import EvalDataset, TrainDataset, collate_eval, label_frequencies, list_samples, make_loader
-from pipeline.training.loop import (
+from pipeline.core.errors import TrainingError
+from pipeline.core.params import BaseParams, TrainParams
+from pipeline.dataset.metrics import iou_per_class, mean_iou, pixel_accuracy
+from pipeline.model import distributed
+from pipeline.model.checkpoint import check_resumable, finite_or_none, load_checkpoint, save_checkpoint
+from pipeline.model.data import EvalDataset, TrainDataset, collate_eval, label_frequencies, list_samples, make_loader
+from pipeline.model.loop import (
     SegmentationLoss,
     make_optimizer,
     make_scheduler,
     train_one_epoch,
     validation_confusion,
 )
-from pipeline.training.predict import amp_dtype
-from pipeline.training.transforms import check_geometry, train_transform
+from pipeline.model.models import STRIDE, build_model
+from pipeline.model.predict import amp_dtype
+from pipeline.model.transforms import check_geometry, train_transform
+from pipeline.quality.plots import training_curves_png
 
 
 def run(

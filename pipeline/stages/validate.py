@@ -26,18 +26,18 @@ from tqdm import tqdm
 from pipeline.artifacts import annotations as annotation_maps
 from pipeline.artifacts.reports import streamed_report
 from pipeline.artifacts.snapshot import read_project, read_rejected, tasks_path
-from pipeline.atomic import replace_dir, write_json
-from pipeline.constants import IGNORE_INDEX
-from pipeline.cooccurrence import COMBINATIONS, encode_index_map, pixel_keys
-from pipeline.errors import PipelineError
-from pipeline.images import read_size
+from pipeline.core.atomic import replace_dir, write_json
+from pipeline.core.constants import IGNORE_INDEX
+from pipeline.core.errors import PipelineError
+from pipeline.core.images import read_size
+from pipeline.core.params import BaseParams, LabelStudioParams, ValidateParams
+from pipeline.core.taskmap import choose_backend, pack, unpack
+from pipeline.dataset.cooccurrence import COMBINATIONS, encode_index_map, pixel_keys
+from pipeline.dataset.masks import encode_label_map
 from pipeline.labelstudio.annotators import annotator_of
 from pipeline.labelstudio.config import CLASSES_FILE, DatasetSpec, dataset_spec, read_label_config
 from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.labelstudio.tasks import image_name, is_cancelled, superseded_annotations
-from pipeline.masks import encode_label_map
-from pipeline.params import BaseParams, LabelStudioParams, ValidateParams
-from pipeline.taskmap import choose_backend, pack, unpack
 
 
 @dataclass(frozen=True)
@@ -329,7 +329,7 @@ def run(
 ) -> dict:
     """Validate the snapshot in `raw_dir`; returns the report's counts.
 
-    Tasks are checked by `pipeline.taskmap` (local processes, or the Dask cluster at `scheduler`
+    Tasks are checked by `pipeline.core.taskmap` (local processes, or the Dask cluster at `scheduler`
     or $DASK_SCHEDULER_ADDRESS); only this process touches files.
     """
     project = read_project(raw_dir)

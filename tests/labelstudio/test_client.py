@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import LabelStudioError, UnsafeReferenceError
+from pipeline.core.errors import LabelStudioError, UnsafeReferenceError
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.fetch import ImageFetcher

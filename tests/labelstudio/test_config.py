@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams
 from pipeline.labelstudio.config import brush_target, dataset_spec, read_label_config
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams
 
 # Label Studio's templates, as its "Semantic Segmentation with Masks / with Polygons" ship them.
 MASKS_TEMPLATE = """<View>

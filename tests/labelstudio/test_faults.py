@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from pipeline.errors import LabelStudioError
+from pipeline.core.errors import LabelStudioError
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, PullParams, ValidateParams
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PullParams, ValidateParams
 from pipeline.stages import pull, validate
 from tests import lsproject, pgcluster
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import ParamsError, ResultError
+from pipeline.core.errors import ParamsError, ResultError
 from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.labelstudio.rle import encode
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from label_studio_sdk.converter.brush import decode_rle
 
-from pipeline.errors import ParamsError, PipelineError, ResultError
+from pipeline.core.errors import ParamsError, PipelineError, ResultError
 from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.labelstudio.regions import fill_ellipse, fill_polygon
 from pipeline.labelstudio.results import label_map_to_brush_results

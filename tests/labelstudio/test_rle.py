@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 
-from pipeline.errors import RLEError
+from pipeline.core.errors import RLEError
 from pipeline.labelstudio.rle import decode, decode_values, encode
 
 # Header of the SDK's streams after the count: word size 8, field sizes 3, 4, 8, 16.

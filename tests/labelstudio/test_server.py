@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.errors import ServerError
+from pipeline.core.errors import ServerError
 from pipeline.labelstudio import server
 
 pytestmark = pytest.mark.labelstudio

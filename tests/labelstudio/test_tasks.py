@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import UnsafeReferenceError
+from pipeline.core.errors import UnsafeReferenceError
 from pipeline.labelstudio.tasks import (
     counted_annotations,
     image_name,

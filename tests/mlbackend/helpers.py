@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import torch
 
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.mlbackend.app import Backend
 from pipeline.mlbackend.serve import ServeOptions, build_backend, serving_in_thread
-from pipeline.models import build_model
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
-from pipeline.training.checkpoint import save_checkpoint
+from pipeline.model.checkpoint import save_checkpoint
+from pipeline.model.models import build_model
 from tests import lsproject
 
 BASE = BaseParams(seed=0, ignore_index=255, classes=tuple(ClassInfo(n, (9, 9, 9)) for n in lsproject.CLASSES))

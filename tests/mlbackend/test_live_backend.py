@@ -13,7 +13,7 @@ from pipeline.labelstudio import server
 from pipeline.labelstudio.reading import annotation_to_label_map
 from pipeline.mlbackend.connect import connect
 from pipeline.mlbackend.serve import follow_versions
-from pipeline.predictor import load_predictor, predict_files
+from pipeline.model.predictor import load_predictor, predict_files
 from tests import lsproject
 from tests.mlbackend.helpers import PRE, live_backend, retrieve_predictions, task_predictions, write_checkpoint
 from tests.training.synthetic import make_dataset

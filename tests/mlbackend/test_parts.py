@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.demo.review_simulation import correct_prediction, image_name
 from pipeline.mlbackend.model import ServedModel
 from pipeline.mlbackend.serve import basic_auth_from_env
 from pipeline.mlbackend.training import TrainingJob
-from pipeline.review_simulation import correct_prediction, image_name
 from tests import lsproject
 from tests.mlbackend.helpers import write_checkpoint
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.synthetic import CLASSES
+from pipeline.demo.synthetic import CLASSES
 from tests import s3server
 from tests.exports import write_export
 

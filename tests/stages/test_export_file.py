@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.crowd import simulate_annotator
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
+from pipeline.demo.crowd import simulate_annotator
+from pipeline.demo.synthetic import CLASSES, scene
 from pipeline.labelstudio.export import Drawing, export_task
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
 from pipeline.stages import merge, pull, validate
-from pipeline.synthetic import CLASSES, scene
 
 BASE = BaseParams(0, 255, tuple(ClassInfo(n, (0, 0, 0)) for n in CLASSES))
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
 from pipeline.labelstudio.results import label_map_to_brush_results
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, MergeParams, PullParams, ValidateParams
 from pipeline.stages import merge, pull, validate
 from tests import imagefiles
 

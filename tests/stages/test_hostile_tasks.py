@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.core.params import LabelStudioParams, PullParams, ValidateParams
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.params import LabelStudioParams, PullParams, ValidateParams
 from pipeline.stages import pull, validate
 from tests import imagefiles, lsproject
 from tests.origin import Answer, serving

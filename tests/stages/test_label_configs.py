@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.core.params import BaseParams, LabelStudioParams, MergeParams, PullParams, ValidateParams
+from pipeline.dataset.masks import read_label_map
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.config import CLASSES_FILE, with_dataset_classes
-from pipeline.masks import read_label_map
-from pipeline.params import BaseParams, LabelStudioParams, MergeParams, PullParams, ValidateParams
 from pipeline.stages import merge, pull, validate
 from tests import lsproject
 from tests.stages import label_configs as lc
@@ -207,10 +207,6 @@ def test_value_list_tasks_are_rejected_naming_multi_image_tasks(label_studio, cl
 
 def test_exif_rotated_jpeg_regions_sized_as_displayed(label_studio, client, project_files, tmp_path):
     # LS shows a JPEG turned by its EXIF orientation and sizes regions in that displayed orientation.
-    pytest.importorskip(
-        "pipeline.images",
-        reason="needs pipeline/images.py, the one image reader that applies EXIF orientation (not in this tree yet)",
-    )
     from PIL import Image
 
     stored = Image.fromarray(lsproject.scene(0)[0])  # 64 wide x 48 high as stored

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import LabelStudioError
+from pipeline.core.errors import LabelStudioError
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
 from pipeline.labelstudio.config import brush_target
 from pipeline.labelstudio.reading import annotation_to_label_map
-from pipeline.models import build_model
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PreannotateParams, PullParams, TrainParams
+from pipeline.model.checkpoint import save_checkpoint
+from pipeline.model.models import build_model
+from pipeline.review import publish
 from pipeline.stages import preannotate, promote, pull
-from pipeline.training.checkpoint import save_checkpoint
 from tests import lsproject
 
 pytestmark = pytest.mark.labelstudio
@@ -95,7 +96,7 @@ def test_unlabeled_tasks_get_one_exact_prediction(case, label_studio, monkeypatc
     # The brush tag and image come from the pulled label config (preannotate.brush_tag is null).
     target = brush_target(json.loads((case["raw"] / "project.json").read_text())["label_config"], None, None)
     assert (target.from_name, target.to_name) == ("brush", "image")
-    version, records = preannotate.predict_records(
+    version, records = publish.predict_records(
         [task for task, _ in pairs],
         [case["images"] / image["file"] for _, image in pairs],
         case["checkpoint"],

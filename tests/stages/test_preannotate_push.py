@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.stages import preannotate
+from pipeline.labelstudio.predictions import push_predictions
 from tests.labelstudio.test_faults import FlakyProxy, ProxyHandler
 from tests.stages.test_preannotate import _predictions, _project, _run
 
@@ -76,7 +76,7 @@ def test_stale_predictions_are_deleted_in_bulk(label_studio, proxy, tmp_path, mo
     ]
     proxy.lost = True  # nothing to lose here: count the requests
     with LabelStudioClient(proxy.url, label_studio.credentials.token) as client:
-        preannotate.push(client, case["built"].id, version, records, batch_size=100)
+        push_predictions(client, case["built"].id, version, records, batch_size=100)
     per_prediction = [entry for entry in proxy.log if entry[0] == "DELETE" and entry[1].startswith("/api/predictions/")]
     bulk = [entry for entry in proxy.log if entry == ("POST", "/api/dm/actions")]
     assert per_prediction == [] and len(bulk) == 1

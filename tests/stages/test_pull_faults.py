@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import LabelStudioError
+from pipeline.core.errors import LabelStudioError
+from pipeline.core.params import LabelStudioParams, PullParams
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.params import LabelStudioParams, PullParams
 from pipeline.stages import pull
 from tests import lsproject
 

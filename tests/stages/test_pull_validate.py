@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, PullParams, ValidateParams
+from pipeline.dataset.masks import read_label_map
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.masks import read_label_map
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, PullParams, ValidateParams
 from pipeline.stages import pull, validate
 from tests import lsproject
 

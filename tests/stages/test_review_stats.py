@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.params import BaseParams, ClassInfo, LabelStudioParams, ValidateParams
 from pipeline.labelstudio.results import label_map_to_brush_results
-from pipeline.params import BaseParams, ClassInfo, LabelStudioParams, ValidateParams
 from pipeline.stages import review_stats
 
 CLASSES = ["background", "car"]

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from pipeline.core.params import LabelStudioParams, PullParams
 from pipeline.labelstudio import server
 from pipeline.labelstudio.client import LabelStudioClient
-from pipeline.params import LabelStudioParams, PullParams
 from pipeline.stages import pull
 from tests import lsproject, s3server
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.masks import write_label_map
-from pipeline.params import BaseParams, ClassInfo, TrainParams
+from pipeline.core.params import BaseParams, ClassInfo, TrainParams
+from pipeline.dataset.masks import write_label_map
 
 CLASSES = ("background", "box", "disc")
 

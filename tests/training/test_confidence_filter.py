@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.masks import write_label_map
-from pipeline.training.data import Sample, TrainingError, confidence_path, drop_unconfident
+from pipeline.dataset.masks import write_label_map
+from pipeline.model.data import Sample, TrainingError, confidence_path, drop_unconfident
 
 
 def sample(tmp_path: Path, confidence: np.ndarray | None) -> Sample:

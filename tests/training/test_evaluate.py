@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import TrainingError
-from pipeline.masks import read_label_map
-from pipeline.models import build_model
-from pipeline.params import EvaluateParams
+from pipeline.core.errors import TrainingError
+from pipeline.core.params import EvaluateParams
+from pipeline.dataset.masks import read_label_map
+from pipeline.model.checkpoint import save_checkpoint
+from pipeline.model.models import build_model
+from pipeline.quality import hints
 from pipeline.stages import evaluate
-from pipeline.training import hints
-from pipeline.training.checkpoint import save_checkpoint
 from tests.training.synthetic import CLASSES, base_params, make_dataset, tiny_params
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.errors import TrainingError
-from pipeline.models import STRIDE, FCN8s, architecture_names, bilinear_kernel, build_model
-from pipeline.training.transforms import pad_to_stride
+from pipeline.core.errors import TrainingError
+from pipeline.model.models import STRIDE, FCN8s, architecture_names, bilinear_kernel, build_model
+from pipeline.model.transforms import pad_to_stride
 
 
 def test_unknown_architecture_lists_valid_names():

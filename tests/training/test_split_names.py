@@ -6,10 +6,10 @@ import csv
 
 import pytest
 
-from pipeline.errors import ArtifactError
-from pipeline.params import EvaluateParams
+from pipeline.core.errors import ArtifactError
+from pipeline.core.params import EvaluateParams
+from pipeline.model.checkpoint import load_checkpoint
 from pipeline.stages import evaluate, train
-from pipeline.training.checkpoint import load_checkpoint
 from tests.training.synthetic import base_params, make_dataset, tiny_params
 
 RENAMED = {"fit": slice(0, 6), "holdout": slice(6, 8), "exam": slice(0, 8)}

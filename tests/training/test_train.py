@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.errors import TrainingError
-from pipeline.params import TrainParams, with_overrides
+from pipeline.core.errors import TrainingError
+from pipeline.core.params import TrainParams, with_overrides
+from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from pipeline.model.loop import lr_factor
 from pipeline.stages import train
-from pipeline.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from pipeline.training.loop import lr_factor
 from tests.training.synthetic import CLASSES, Layout, base_params, tiny_params
 
 
@@ -60,7 +60,7 @@ def test_same_seed_same_losses_on_cpu(dataset, tmp_path):
 
 def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
     params = tiny_params(architecture="FCN8s")
-    from pipeline.models import build_model
+    from pipeline.model.models import build_model
 
     model = build_model(params.architecture, params.encoder, None, 3).eval()
     base = base_params()
@@ -153,7 +153,7 @@ def test_override_parses_yaml_values():
 
 
 def test_compiled_in_place_model_saves_plain_weights(tmp_path):
-    from pipeline.models import build_model
+    from pipeline.model.models import build_model
 
     params = tiny_params(compile=True)
     model = build_model(params.architecture, params.encoder, None, len(CLASSES))

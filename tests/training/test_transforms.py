@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from pipeline.errors import TrainingError
-from pipeline.training.transforms import (
+from pipeline.core.errors import TrainingError
+from pipeline.model.transforms import (
     MEAN_PIXEL,
     check_geometry,
     eval_image,

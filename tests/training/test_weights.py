@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from pipeline.errors import TrainingError
-from pipeline.models import build_model
-from pipeline.weights import OFFLINE_PACKAGE, is_hub_weights, package_weights_path
+from pipeline.core.errors import TrainingError
+from pipeline.model.models import build_model
+from pipeline.model.weights import OFFLINE_PACKAGE, is_hub_weights, package_weights_path
 
 
 @pytest.fixture

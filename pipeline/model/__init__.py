@@ -1,0 +1,1 @@
+"""The segmentation model: architectures, weights, data, transforms, the training loop, prediction."""

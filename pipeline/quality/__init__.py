@@ -1,0 +1,1 @@
+"""What evaluation tells people: model comparison, label hints, plots."""

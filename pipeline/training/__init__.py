@@ -1,1 +1,0 @@
-"""Training and evaluation internals: data, transforms, loop, checkpoints, processes."""

@@ -166,7 +166,17 @@ def traffic(work: Path, sample: int = 200) -> tuple[float, float]:
         ]
     validate_bytes = sum(len(p) + len(validate.validate_payload(p, rules)) for p in payloads) / len(payloads)
     tasks = [task for task, _ in zip(iter_index(work / "annotations"), range(sample))]
-    kernel = partial(merge.merge_payload, method="majority", models=None, num_classes=len(spec.names))
+    # The merge stage's own kernel: its method and the annotator models it estimates over the project
+    # (those travel to each worker once, so they are not part of the bytes per task).
+    merging = load_section("merge", params)
+    models = merge.estimate(work / "annotations", len(spec.names), merging, merging.workers or 1)
+    kernel = partial(
+        merge.merge_payload,
+        method=merging.method,
+        models=models,
+        num_classes=len(spec.names),
+        undecided=merging.undecided,
+    )
     sent = [merge.merge_payload_of(task, work / "annotations") for task in tasks]
     merge_bytes = sum(len(p) + len(kernel(p)) for p in sent) / len(sent)
     return validate_bytes, merge_bytes

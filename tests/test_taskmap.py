@@ -127,6 +127,9 @@ def test_outputs_are_byte_identical_on_every_backend(tmp_path, monkeypatch, meth
         monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)  # the way a deployment chooses it
         assert _validate_and_merge(raw, images, tmp_path / "dask", 0, None, method) == single
         backend = DaskBackend(cluster.scheduler_address, batch=2)
+        payloads = [str(i).encode() * 50 for i in range(40)]
+        assert list(backend.map(reverse_bytes, payloads)) == [p[::-1] for p in payloads]
+        assert not backend._client.scheduler_comm.recent_message_log  # sent batches are not kept
         with pytest.raises(ValueError, match="seven"):  # a worker's error reaches the driver
             list(backend.map(fail_on_seven, [str(i).encode() for i in range(20)]))
         backend.close()

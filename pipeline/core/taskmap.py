@@ -109,12 +109,18 @@ class DaskBackend:
     def _connect(self):
         if self._client is None:
             try:
+                import dask
                 from distributed import Client
             except ImportError:
                 raise PipelineError(
                     f"a Dask scheduler was asked for but `distributed` is not installed; install the "
                     f"project's pinned dependencies (pip install -e .) or unset {SCHEDULER_ENV}"
                 ) from None
+            # distributed keeps the last `low-level-log-length` messages of each batched comm for
+            # debugging (1,000 by default, each under 1 MB): on the client's comm to the scheduler they
+            # are the submitted batches, payloads included, so the driver grew with the task count until
+            # 1,000 batches were held. Off for this process, so a comm reopened on reconnection keeps none.
+            dask.config.set({"distributed.admin.low-level-log-length": 0})
             try:
                 self._client = Client(self.address, set_as_default=False, timeout=30)
             except OSError as error:

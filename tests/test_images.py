@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from pipeline.core.errors import ImageError
 from pipeline.core.images import image_suffix, pixel_budget, read_rgb, read_size
@@ -22,6 +22,28 @@ def test_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
         read_size(bomb, 16384)
     with pytest.raises(ImageError, match="budget"):
         read_rgb(bomb, 16384)
+
+
+def test_sizes_are_read_without_decoding_a_pixel(tmp_path: Path, monkeypatch) -> None:
+    # Over our budget but under PIL's own bomb limit: refused before anything is decoded.
+    bomb = imagefiles.png_bomb(tmp_path / "bomb.png", side=12000)
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(plain)
+    decoded = []
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda image: decoded.append(image))
+    with pytest.raises(ImageError, match="budget"):
+        read_size(bomb, 16384)
+    assert read_size(plain, 100) == (30, 50)
+    assert not decoded
+
+
+def test_png_orientation_comes_from_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "turned.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(path, exif=exif)  # eXIf before the pixels
+    assert read_size(path, 100) == (40, 20)
+    assert read_rgb(path, 100).shape == (40, 20, 3)
 
 
 def test_pixel_budget_follows_max_image_side() -> None:

@@ -85,13 +85,21 @@ def _open(path: Path) -> Image.Image:
             raise ImageError(f"the image file is not a readable image ({type(error).__name__}); re-upload it") from None
 
 
+def _orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation tag, from the header: None when absent or unreadable."""
+    if image.format == "PNG" and "exif" not in image.info:
+        # An eXIf chunk after the pixel data is found only by decoding them all (PIL loads the image
+        # to look for one); browsers take orientation from chunks before the pixels, and so do we.
+        return None
+    try:
+        return image.getexif().get(ORIENTATION_TAG)
+    except DECODE_ERRORS:
+        return None  # an unreadable EXIF block: shown unrotated, as browsers do
+
+
 def _displayed_size(image: Image.Image) -> tuple[int, int]:
     width, height = image.size
-    try:
-        orientation = image.getexif().get(ORIENTATION_TAG)
-    except DECODE_ERRORS:
-        orientation = None  # an unreadable EXIF block: shown unrotated, as browsers do
-    return (width, height) if orientation in SWAPPED_ORIENTATIONS else (height, width)
+    return (width, height) if _orientation(image) in SWAPPED_ORIENTATIONS else (height, width)
 
 
 def _check_size(height: int, width: int, max_side: int) -> None:
@@ -110,20 +118,21 @@ def _check_size(height: int, width: int, max_side: int) -> None:
 def read_size(path: Path, max_side: int) -> tuple[int, int]:
     """(H, W) as displayed, from the header only; ImageError for non-images, bombs and absurd sizes."""
     with _open(path) as image:
+        _check_size(image.height, image.width, max_side)  # before EXIF: the bounds do not depend on it
         height, width = _displayed_size(image)
-    _check_size(height, width, max_side)
     return height, width
 
 
 def read_rgb(path: Path, max_side: int = 16384) -> np.ndarray:
     """(H, W, 3) uint8 RGB as displayed (EXIF orientation applied); the size is checked before decoding."""
     with _open(path) as image:
+        _check_size(image.height, image.width, max_side)
         height, width = _displayed_size(image)
-        _check_size(height, width, max_side)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                upright = ImageOps.exif_transpose(image)
+                # the orientation read_size went by: a PNG's trailing eXIf, found once decoded, is ignored
+                upright = ImageOps.exif_transpose(image) if _orientation(image) not in (None, 1) else image
                 pixels = np.array(upright.convert("RGB"))  # a writable copy: torch.from_numpy wants one
         except DECODE_ERRORS as error:
             raise ImageError(f"image {path} cannot be decoded ({type(error).__name__}); re-upload it") from None

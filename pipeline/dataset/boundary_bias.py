@@ -49,21 +49,28 @@ def boundary_offsets(
     that class's boundary pixels padded by ``max_offset`` (exact there for every counted pixel).
     """
     c = num_classes
-    edges = [_boundary_pixels(m, c) & (consensus < c) for m in label_maps]
+    height, width = consensus.shape
+    decided = consensus < c
+    # Flat positions and labels of each map's boundary pixels, found once: the class loop below
+    # then touches only those pixels and its boxes, not whole maps.
+    positions = [np.flatnonzero(_boundary_pixels(m, c) & decided) for m in label_maps]
+    labels = [m.ravel()[at] for m, at in zip(label_maps, positions)]
     out = [(np.zeros(c), np.zeros(c), np.zeros(c, np.int64)) for _ in label_maps]
     pad = int(np.ceil(max_offset)) + 1
-    for k in np.unique(np.concatenate([m[e] for m, e in zip(label_maps, edges)])):
-        mine = [e & (m == k) for m, e in zip(label_maps, edges)]
-        rows, cols = np.nonzero(np.logical_or.reduce(mine))
-        box = np.s_[max(rows.min() - pad, 0) : rows.max() + pad + 1, max(cols.min() - pad, 0) : cols.max() + pad + 1]
-        inside = (consensus[box] == k).astype(np.uint8)
+    for k in np.unique(np.concatenate(labels)):
+        mine = [at[label == k] for at, label in zip(positions, labels)]
+        every = np.concatenate(mine)
+        rows, cols = every // width, every % width
+        top, left = max(int(rows.min()) - pad, 0), max(int(cols.min()) - pad, 0)
+        bottom, right = min(int(rows.max()) + pad + 1, height), min(int(cols.max()) + pad + 1, width)
+        inside = (consensus[top:bottom, left:right] == k).astype(np.uint8)
         if not inside.any():
             continue
-        outside_distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)  # to the nearest k pixel
-        inside_distance = cv2.distanceTransform(inside, cv2.DIST_L2, 5)  # to the nearest non-k pixel
-        for (signed, unsigned, counts), pixels in zip(out, mine):
-            at = pixels[box]
-            offset = np.where(inside[at] == 1, 1.0 - inside_distance[at], outside_distance[at])
+        outside_distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5).ravel()  # to the nearest k pixel
+        inside_distance = cv2.distanceTransform(inside, cv2.DIST_L2, 5).ravel()  # to the nearest non-k pixel
+        for (signed, unsigned, counts), at in zip(out, mine):
+            local = (at // width - top) * (right - left) + (at % width - left)  # flat index in the box
+            offset = np.where(inside.ravel()[local] == 1, 1.0 - inside_distance[local], outside_distance[local])
             offset = offset[np.abs(offset) <= max_offset]
             signed[k], unsigned[k], counts[k] = offset.sum(), np.abs(offset).sum(), offset.size
     return out

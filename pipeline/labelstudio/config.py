@@ -24,7 +24,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from label_studio_sdk.label_interface import LabelInterface
 from PIL import ImageColor
 
 from pipeline.core.errors import ConfigError
@@ -133,6 +132,10 @@ def _colour(text: object) -> tuple[int, int, int] | None:
 
 def read_label_config(xml: str) -> LabelConfig:
     """Parse a label config with LabelInterface; ConfigError when it cannot be read."""
+    # Imported here: the SDK's label interface takes about a second to import, and the stages that
+    # only read classes already in the dataset (merge, split, train, ...) never parse a config.
+    from label_studio_sdk.label_interface import LabelInterface
+
     try:
         interface = LabelInterface(xml)
     except Exception as error:  # the SDK raises its own and lxml's errors; any of them means an unreadable config

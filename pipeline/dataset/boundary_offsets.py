@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipeline.core.constants import IGNORE_INDEX
 from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote, estimate_models
 
 REACH = 4  # px: disagreement farther than this from an own boundary is not a shift
@@ -41,7 +42,7 @@ CONFIDENCE = 0.8  # reference pixels less sure than this are not counted
 
 def _confident(vote: tuple[np.ndarray, np.ndarray], confidence: float) -> np.ndarray:
     labels, sure = vote
-    return np.where(sure >= confidence, labels, 255).astype(np.uint8)
+    return np.where(sure >= confidence, labels, IGNORE_INDEX).astype(np.uint8)
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -256,9 +257,9 @@ def regrow(label_map: np.ndarray, radius: int, num_classes: int) -> np.ndarray:
         return label_map
     order = present[np.argsort(-counts[present], kind="stable")]  # most common first
     shrink = radius < 0
-    rank_of = np.full(256, 255 if shrink else 0, np.uint8)  # unlabelled never wins
+    rank_of = np.full(256, 255 if shrink else 0, np.uint8)  # unlabelled: the last rank, never wins
     rank_of[order] = np.arange(1, order.size + 1, dtype=np.uint8)
-    class_of = np.full(256, 255, np.uint8)
+    class_of = np.full(256, IGNORE_INDEX, np.uint8)
     class_of[rank_of[order]] = order
     op = cv2.erode if shrink else cv2.dilate
     out = class_of[op(rank_of[label_map], _disk(abs(int(radius))), borderType=cv2.BORDER_REPLICATE)]
@@ -312,7 +313,7 @@ def estimate_rarity_offsets(
             for b, x in task.items():
                 if b != a and accuracy.get(b, 1.0) >= min_accuracy:
                     seen |= x < num_classes
-            reference = np.where(seen, reference, 255).astype(np.uint8)
+            reference = np.where(seen, reference, IGNORE_INDEX).astype(np.uint8)
             s, n = rarity_shift(m, reference, num_classes)
             area[a] = area.get(a, 0.0) + s
             length[a] = length.get(a, 0.0) + n

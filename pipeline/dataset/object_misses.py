@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipeline.core.constants import IGNORE_INDEX
 from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote, estimate_models
 
 MIN_SIZE = 20
@@ -136,7 +137,7 @@ def drop_misses(task: Mapping[str, np.ndarray], model: MissModel, num_classes: i
             if missed.any():
                 if out[a] is task[a]:
                     out[a] = task[a].copy()
-                out[a][box][missed[comp]] = 255
+                out[a][box][missed[comp]] = IGNORE_INDEX
     return out
 
 

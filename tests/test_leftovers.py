@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.core.atomic import remove_leftovers, replace_dir
+from pipeline.core.atomic import remove_leftovers, remove_tree, replace_dir
 from tests.stages.test_export_items import _annotation, _map
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +123,22 @@ def test_a_read_only_output_folder_is_one_line(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr and "locked" in result.stderr
+
+
+def test_remove_tree_deletes_nested_folders_and_leaves_symlinks(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("kept")
+    tree = tmp_path / "tree"
+    for task in range(50):
+        (tree / str(task)).mkdir(parents=True)
+        (tree / str(task) / "map.png").write_bytes(b"x")
+    (tree / "index.jsonl").write_text("{}")
+    (tree / "link").symlink_to(outside, target_is_directory=True)
+    link = tmp_path / "link"
+    link.symlink_to(outside, target_is_directory=True)
+    remove_tree(link)  # a symlinked folder is not followed
+    remove_tree(tree)
+    remove_tree(tmp_path / "absent")
+    assert not tree.exists() and link.is_symlink()
+    assert (outside / "keep.txt").read_text() == "kept"

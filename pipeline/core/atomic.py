@@ -52,7 +52,7 @@ def remove_leftovers(target: Path) -> int:
         pid = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
+                remove_tree(leftover)
             else:
                 leftover.unlink(missing_ok=True)
             removed += 1
@@ -65,6 +65,33 @@ def glob_escape(name: str) -> str:
 
 def _prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}."
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder and everything in it, reading it as a stream; errors are ignored (as rmtree's).
+
+    shutil.rmtree lists a whole folder before deleting any of it: on a stage output of a million
+    task folders that list alone is hundreds of MB in the one process that must stay small. A
+    symlink is left alone, as shutil.rmtree leaves it.
+    """
+    if os.path.islink(path) or not os.path.isdir(path):
+        return
+    for _ in range(3):  # entries deleted while the folder is read may hide others: read it again
+        with contextlib.suppress(OSError), os.scandir(path) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)  # one task's folder: a few files
+                    else:
+                        os.unlink(entry.path)
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            continue
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -81,16 +108,16 @@ def replace_dir(target: Path) -> Iterator[Path]:
     try:
         yield staging
     except BaseException as error:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         if _is_environment(error):
             raise _explained(error, target) from None
         raise
     retired = target.with_name(f".{target.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
+    remove_tree(retired)
     if target.exists():
         target.rename(retired)
     staging.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
+    remove_tree(retired)
 
 
 @contextlib.contextmanager

@@ -45,6 +45,19 @@ def _confident(vote: tuple[np.ndarray, np.ndarray], confidence: float) -> np.nda
     return np.where(sure >= confidence, labels, IGNORE_INDEX).astype(np.uint8)
 
 
+def _references(task: Mapping[str, np.ndarray], models: BandedModels, leave_one_out: bool, confidence: float):
+    """(annotator, their map, the confident consensus to measure it against) for one image.
+
+    leave_one_out: the consensus of the others; else the consensus of all. Images with one map yield nothing.
+    """
+    if len(task) < 2:
+        return
+    full = None if leave_one_out else _confident(dawid_skene_vote(task, models), confidence)
+    for a, m in task.items():
+        others = {b: x for b, x in task.items() if b != a}
+        yield a, m, _confident(dawid_skene_vote(others, models), confidence) if leave_one_out else full
+
+
 def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
@@ -162,19 +175,11 @@ def estimate_offsets(
     boundaries are not a shifted version of anyone's.
     """
     c = num_classes
-    accuracy = {a: float(np.trace(cm.sum(axis=0)) / max(cm.sum(), 1e-9)) for a, cm in models.confusion.items()}
+    accuracy = models.accuracy()
     over: dict[str, np.ndarray] = {}
     edges: dict[str, np.ndarray] = {}
     for task in tasks:
-        if len(task) < 2:
-            continue
-        full = None if leave_one_out else _confident(dawid_skene_vote(task, models), confidence)
-        for a, m in task.items():
-            if leave_one_out:
-                others = {b: x for b, x in task.items() if b != a}
-                reference = _confident(dawid_skene_vote(others, models), confidence)
-            else:
-                reference = full
+        for a, m, reference in _references(task, models, leave_one_out, confidence):
             o, e = shift_counts(m, reference, c, reach)
             over[a] = over.get(a, 0) + o
             edges[a] = edges.get(a, 0) + e
@@ -295,19 +300,11 @@ def estimate_rarity_offsets(
     ``current``) plus the radius ``current`` applied.
 
     |r| < ``dead_zone`` + 0.5 rounds to no correction (the prior that offset 0 is likeliest)."""
-    accuracy = {a: float(np.trace(cm.sum(axis=0)) / max(cm.sum(), 1e-9)) for a, cm in models.confusion.items()}
+    accuracy = models.accuracy()
     area: dict[str, float] = {}
     length: dict[str, float] = {}
     for task in tasks:
-        if len(task) < 2:
-            continue
-        full = None if leave_one_out else _confident(dawid_skene_vote(task, models), confidence)
-        for a, m in task.items():
-            reference = (
-                _confident(dawid_skene_vote({b: x for b, x in task.items() if b != a}, models), confidence)
-                if leave_one_out
-                else full
-            )
+        for a, m, reference in _references(task, models, leave_one_out, confidence):
             # a reference pixel stands on at least one reliable other annotator's label
             seen = np.zeros(m.shape, bool)
             for b, x in task.items():

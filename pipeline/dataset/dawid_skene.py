@@ -58,6 +58,10 @@ class BandedModels:
     def bands(self) -> int:
         return len(self.thresholds) + 1
 
+    def accuracy(self) -> dict[str, float]:
+        """{annotator: expected share of their labels that match the consensus} over all bands."""
+        return {a: float(np.trace(cm.sum(axis=0)) / max(cm.sum(), 1e-9)) for a, cm in self.confusion.items()}
+
     def counts_of(self, annotator: str) -> np.ndarray:
         """(B, C, C) counts of one annotator, or of a typical one if unknown."""
         if annotator in self.confusion:

@@ -95,7 +95,7 @@ def estimate_misses(
             acc[0] += m
             acc[1] += t
     rates = {key: m / t for key, (m, t) in totals.items() if t >= min_objects}
-    accuracy = {a: float(np.trace(cm.sum(axis=0)) / max(cm.sum(), 1e-9)) for a, cm in models.confusion.items()}
+    accuracy = models.accuracy()
     precision = {}  # P(consensus k | b labels k) under the models
     for b, cm in models.confusion.items():
         counts = np.asarray(cm, np.float64).sum(axis=0)  # (class, label)

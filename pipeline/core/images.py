@@ -97,9 +97,9 @@ def _orientation(image: Image.Image) -> int | None:
         return None  # an unreadable EXIF block: shown unrotated, as browsers do
 
 
-def _displayed_size(image: Image.Image) -> tuple[int, int]:
+def _displayed_size(image: Image.Image, orientation: int | None) -> tuple[int, int]:
     width, height = image.size
-    return (width, height) if _orientation(image) in SWAPPED_ORIENTATIONS else (height, width)
+    return (width, height) if orientation in SWAPPED_ORIENTATIONS else (height, width)
 
 
 def _check_size(height: int, width: int, max_side: int) -> None:
@@ -119,7 +119,7 @@ def read_size(path: Path, max_side: int) -> tuple[int, int]:
     """(H, W) as displayed, from the header only; ImageError for non-images, bombs and absurd sizes."""
     with _open(path) as image:
         _check_size(image.height, image.width, max_side)  # before EXIF: the bounds do not depend on it
-        height, width = _displayed_size(image)
+        height, width = _displayed_size(image, _orientation(image))
     return height, width
 
 
@@ -127,12 +127,13 @@ def read_rgb(path: Path, max_side: int = 16384) -> np.ndarray:
     """(H, W, 3) uint8 RGB as displayed (EXIF orientation applied); the size is checked before decoding."""
     with _open(path) as image:
         _check_size(image.height, image.width, max_side)
-        height, width = _displayed_size(image)
+        orientation = _orientation(image)
+        height, width = _displayed_size(image, orientation)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 # the orientation read_size went by: a PNG's trailing eXIf, found once decoded, is ignored
-                upright = ImageOps.exif_transpose(image) if _orientation(image) not in (None, 1) else image
+                upright = ImageOps.exif_transpose(image) if orientation not in (None, 1) else image
                 pixels = np.array(upright.convert("RGB"))  # a writable copy: torch.from_numpy wants one
         except DECODE_ERRORS as error:
             raise ImageError(f"image {path} cannot be decoded ({type(error).__name__}); re-upload it") from None

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import pickle
+
 import cv2
 import numpy as np
+import pytest
 
-from pipeline.dataset.boundary_offsets import correct, rarity_shift, regrow
-from pipeline.dataset.crowd_corrections import estimate_corrected
-from pipeline.dataset.object_misses import MissModel, drop_misses
+from pipeline.core.errors import PipelineError
+from pipeline.core.parallel import ordered_map
+from pipeline.dataset.boundary_offsets import rarity_shift, regrow
+from pipeline.dataset.cooccurrence import confusion_against, pixel_keys
+from pipeline.dataset.crowd_corrections import CorrectedModels, estimate_corrected, sample_tasks
+from pipeline.dataset.dawid_skene import estimate_models
+from pipeline.dataset.object_misses import MissModel, drop_misses, miss_counts
+from pipeline.dataset.task_consensus import merge_tuples
 from pipeline.demo.crowd import simulate_annotator
 
 
@@ -40,15 +49,6 @@ def test_rarity_shift_is_positive_for_a_dilation_and_negative_for_an_erosion():
     assert area == 0
 
 
-def test_pair_correction_moves_the_named_boundary_only():
-    m = np.zeros((10, 10), np.uint8)
-    m[:, 5:] = 1
-    radii = np.zeros((2, 2), np.int64)
-    radii[1, 0] = 2  # class 1 pixels within 2 px of class 0 become 0
-    out = correct(m, radii, 2)
-    assert (out[:, :7] == 0).all() and (out[:, 7:] == 1).all()
-
-
 def test_drop_misses_unlabels_the_missed_object_only():
     b = np.zeros((40, 40), np.uint8)
     b[5:15, 5:15] = 2
@@ -74,7 +74,117 @@ def test_estimate_corrected_is_deterministic_and_finds_the_biased_annotator():
             }
         )
     first, second = estimate_corrected(tasks, 3), estimate_corrected(tasks, 3)
-    assert first.offsets.radius["fat"] >= 1
-    assert first.offsets.radius["expert"] == first.offsets.radius["careful"] == 0
+    offsets = first.corrections.offsets
+    assert offsets.radius["fat"] >= 1
+    assert offsets.radius["expert"] == offsets.radius["careful"] == 0
     a, b = first.vote(tasks[0])[0], second.vote(tasks[0])[0]
     assert np.array_equal(a, b)
+
+
+def _squares(seed: int, size: int = 64) -> np.ndarray:
+    """Class 1 squares (side 8-12) and class 2 squares (side 6) on class 0, none touching."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((size, size), np.uint8)
+    for row in range(3):
+        for col in range(3):
+            side, label = (int(rng.integers(8, 13)), 1) if (row + col) % 2 else (6, 2)
+            y, x = 4 + 20 * row, 4 + 20 * col
+            out[y : y + side, x : x + side] = label
+    return out
+
+
+def test_miss_counts_known_answer():
+    b = _squares(0)
+    a = b.copy()
+    a[b == 2] = 0  # a misses every class-2 square of b
+    counts = miss_counts({"a": a, "b": b}, 3)
+    assert counts[("a", "b", 2)] == (5, 5) and counts[("a", "b", 1)] == (0, 4)
+    assert ("b", "a", 2) not in counts  # a has no class-2 object to miss
+    assert counts[("b", "a", 1)] == (0, 4)
+    a[:, :32] = 255  # objects in pixels a left unlabelled are not misses
+    assert miss_counts({"a": a, "b": b}, 3)[("a", "b", 2)][1] < 5
+
+
+def planted_misser(images: int = 6):
+    """Two careful annotators and one who misses every class-2 object (painted as background)."""
+    truths = [_squares(i) for i in range(images)]
+    tasks = []
+    for t in truths:
+        missed = t.copy()
+        missed[t == 2] = 0
+        tasks.append({"careful1": t, "careful2": t.copy(), "misser": missed})
+    return truths, tasks
+
+
+def test_a_planted_misser_has_only_their_misses_dropped():
+    truths, tasks = planted_misser()
+    models = estimate_corrected(tasks, 3)
+    assert models.corrections.misses.drop == {("misser", "careful1", 2), ("misser", "careful2", 2)}
+    prepared = models.corrections.apply(tasks[0])
+    assert (prepared["misser"][truths[0] == 2] == 255).all()
+    assert np.array_equal(prepared["misser"][truths[0] != 2], truths[0][truths[0] != 2])
+    assert prepared["careful1"] is tasks[0]["careful1"]
+    for truth, task in zip(truths, tasks):
+        np.testing.assert_array_equal(models.vote(task)[0], truth)
+
+
+def test_only_corrections_asked_for_are_estimated():
+    _, tasks = planted_misser()
+    plain = estimate_corrected(tasks, 3, corrections=())
+    assert plain.corrections.empty and plain.models.to_dict() == estimate_models(tasks, 3).to_dict()
+    with pytest.raises(PipelineError, match="valid: missed_objects, boundary_offsets"):
+        estimate_corrected(tasks, 3, corrections=("misses",))
+
+
+def test_two_annotators_teach_no_correction():
+    truth = scene(3)
+    tasks = [{"a": truth, "b": simulate_annotator(truth, "dilated", 0, 3, radius=3, jitter=0.0)}] * 3
+    models = estimate_corrected(tasks, 3)
+    assert models.corrections.empty  # which of two is right is not in the labels
+
+
+def test_merge_tuples_votes_the_corrected_maps_and_reports_the_annotators_own_labels():
+    truths, tasks = planted_misser()
+    models = estimate_corrected(tasks, 3)
+    for truth, task in zip(truths, tasks):
+        result = merge_tuples(*pixel_keys(task, 3), truth.shape, "dawid_skene", models)
+        labels, confidence = models.vote(task)
+        np.testing.assert_array_equal(result.labels, labels)
+        np.testing.assert_array_equal(result.confidence_png(), np.round(255 * confidence).astype(np.uint8))
+        # the misser's own map, not the corrected one: their background over the class-2 squares
+        np.testing.assert_array_equal(result.annotator_map(result.tuples.annotators.index("misser")), task["misser"])
+        column = result.tuples.annotators.index("misser")
+        confusion = confusion_against(result.tuples, result.per_tuple, column)
+        assert confusion[2, 0] == (truth == 2).sum() and confusion[2, 2] == 0
+        assert result.against_majority() == 0.0  # two careful annotators are the majority here
+
+
+def test_corrected_models_round_trip_through_json_and_pickle():
+    _, tasks = planted_misser()
+    models = estimate_corrected(tasks, 3)
+    restored = CorrectedModels.from_dict(json.loads(json.dumps(models.to_dict())))
+    assert restored.corrections.misses.order == models.corrections.misses.order
+    np.testing.assert_array_equal(restored.vote(tasks[1])[0], models.vote(tasks[1])[0])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(models)).vote(tasks[1])[0], models.vote(tasks[1])[0])
+    with pytest.raises(PipelineError, match="to_dict"):
+        CorrectedModels.from_dict({"num_classes": 3})
+
+
+def _load(key: int) -> dict:
+    return planted_misser()[1][key]
+
+
+def test_estimation_in_worker_processes_equals_the_plain_map():
+    def pooled(work, items):
+        return (result for _, result in ordered_map(work, items, 2, batch=2))
+
+    here = estimate_corrected(range(6), 3, load=_load)
+    there = estimate_corrected(range(6), 3, load=_load, mapper=pooled)
+    assert json.dumps(here.to_dict()) == json.dumps(there.to_dict())
+
+
+def test_sample_tasks_keeps_the_limit_and_tops_up_rare_annotators():
+    items = [("a", "b", "c")] * 10 + [("a", "b")] + [("a", "b", "d")] * 3
+    chosen = sample_tasks(items, lambda t: t, limit=4, min_per_annotator=2)
+    assert chosen == [("a", "b", "c")] * 4 + [("a", "b", "d")] * 2  # two-annotator tasks never
+    assert len(sample_tasks(items, lambda t: t, limit=0)) == 13

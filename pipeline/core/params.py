@@ -111,6 +111,9 @@ class MergeParams:
     method: Literal["dawid_skene", "vote", "staple", "majority"] = "dawid_skene"
     iterations: Count = 10  # dawid_skene, vote: rounds of consensus -> annotator models -> consensus
     edge_bands: tuple[Positive, ...] = ()  # dawid_skene: confusion per band of distance from own edges, px
+    # dawid_skene: systematic errors undone on each annotator's map before the vote
+    corrections: tuple[Literal["missed_objects", "boundary_offsets"], ...] = ("missed_objects", "boundary_offsets")
+    correction_tasks: Count = 1000  # tasks the corrections are estimated on (0: every task)
     undecided: Literal["ignore", "resolve"] = "resolve"  # ignore (ties -> 255) | resolve (most probable class)
     min_agreement: Share = 0.7
     workers: Count = 0

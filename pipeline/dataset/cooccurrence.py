@@ -98,6 +98,20 @@ def pixel_keys(maps: Mapping[str, np.ndarray], num_classes: int) -> tuple[LabelT
     return LabelTuples(annotators, unique.astype(np.uint8), counts.astype(np.int64), num_classes), rows
 
 
+def joint_rows(first: np.ndarray, second: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (first, second) row pairs of the pixels: (R,) keys first * width + second, (R,) pixel
+    counts and (P,) each pixel's pair. first, second: (P,) rows; second < width."""
+    key = first.astype(np.int64) * width + second
+    if (int(first.max(initial=0)) + 1) * width <= MAX_DENSE_KEYS:  # a histogram: no sort
+        histogram = np.bincount(key)
+        present = np.flatnonzero(histogram)
+        position = np.zeros(len(histogram), np.int64)
+        position[present] = np.arange(len(present))
+        return present, histogram[present], position[key]
+    present, index, counts = np.unique(key, return_inverse=True, return_counts=True)
+    return present, counts, index.ravel()
+
+
 def label_tuples(maps: Mapping[str, np.ndarray], num_classes: int) -> LabelTuples:
     """The distinct label combinations of one image and their pixel counts."""
     return pixel_keys(maps, num_classes)[0]

@@ -1,61 +1,177 @@
-"""Dawid-Skene on annotator maps with two systematic errors undone first (not the default merge).
+"""Dawid-Skene on annotator maps with two systematic errors undone first: the default consensus.
 
-1. Missed objects (pipeline.dataset.object_misses): where annotator a often leaves out whole objects
-   that a reliable annotator b draws (and not the other way round), a's labels inside those
-   objects are dropped: a missed object is neither a vote for the surrounding class nor
+Per-pixel Dawid-Skene treats an annotator's errors as independent from pixel to pixel. Two of
+the commonest crowd errors are not: whole objects left out, and every boundary drawn a few
+pixels out. Both are undone on each annotator's map before the vote:
+
+1. Missed objects (pipeline.dataset.object_misses): where annotator a often leaves out whole
+   objects that a reliable annotator b draws (and not the other way round), a's labels inside
+   those objects are dropped: a missed object is neither a vote for the surrounding class nor
    against the object.
-2. Boundary offsets (pipeline.dataset.boundary_offsets, one signed radius per annotator): an annotator
-   whose rarer classes reach consistently into the commoner ones (a fat brush) or fall short
-   has their map eroded or dilated back by the rounded offset, estimated against the
-   leave-one-out consensus; |offset| < 1 px is taken as 0 (offset 0 is the likeliest).
+2. Boundary offsets (pipeline.dataset.boundary_offsets, one signed radius per annotator): an
+   annotator whose rarer classes reach consistently into the commoner ones (a fat brush) or fall
+   short has their map eroded or dilated back by the rounded offset, measured against the
+   leave-one-out consensus; |offset| < 1 px is taken as 0.
 
-Both are estimated over the whole project, then the usual soft-EM Dawid-Skene models are
-estimated on the corrected maps and each image is voted by them. Needs the annotators' label
-maps (not only their label co-occurrence). Deterministic.
+Both are estimated over the project (images with at least three annotators: two alone do not
+say which one is right), then the soft-EM Dawid-Skene models are estimated on the corrected maps
+and each image is voted by them. Estimation makes several passes over the project's maps; each
+pass is a ``mapper`` over ``items`` (a process pool in the merge stage), and ``load`` turns an
+item into {annotator: (H, W) uint8}, so no pass holds more than one image's maps. Deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from pipeline.dataset.boundary_offsets import RarityOffsets, estimate_with_rarity_offsets
-from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote
-from pipeline.dataset.object_misses import MissModel, drop_misses, estimate_with_misses
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.boundary_offsets import DEAD_ZONE, RarityOffsets, rarity_offsets, shift_sums
+from pipeline.dataset.cooccurrence import LabelTuples
+from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote, estimate_models
+from pipeline.dataset.edge_bands import banded_tuples, check_bands
+from pipeline.dataset.object_misses import MissModel, drop_misses, miss_counts, miss_model, summed_counts
+
+CORRECTIONS = ("missed_objects", "boundary_offsets")
+MIN_ANNOTATORS = 3
+
+Maps = Mapping[str, np.ndarray]
+Mapper = Callable[[Callable, Iterable], Iterable]
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """What is undone on each annotator's map before the vote (nothing, by default)."""
+
+    num_classes: int
+    misses: MissModel = field(default_factory=lambda: MissModel({}, frozenset()))
+    offsets: RarityOffsets = field(default_factory=lambda: RarityOffsets({}, {}))
+
+    def apply(self, task: Maps) -> dict[str, np.ndarray]:
+        """One image's maps, missed objects unlabelled and boundary offsets undone."""
+        dropped = drop_misses(task, self.misses, self.num_classes)
+        return {a: self.offsets.correct(a, m, self.num_classes) for a, m in dropped.items()}
+
+    @property
+    def empty(self) -> bool:
+        return not self.misses.drop and not any(self.offsets.radius.values())
 
 
 @dataclass(frozen=True)
 class CorrectedModels:
-    num_classes: int
-    misses: MissModel
-    offsets: RarityOffsets
+    """Corrections and the Dawid-Skene models of the corrected maps."""
+
+    corrections: Corrections
     models: BandedModels
 
-    def prepare(self, task: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One image's maps with both corrections applied."""
-        dropped = drop_misses(task, self.misses, self.num_classes)
-        return {a: self.offsets.correct(a, m, self.num_classes) for a, m in dropped.items()}
+    @property
+    def num_classes(self) -> int:
+        return self.models.num_classes
 
-    def vote(self, task: Mapping[str, np.ndarray], undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray]:
+    def vote(self, task: Maps, undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray]:
         """Consensus (H, W) uint8 and confidence (H, W) float32 of one image."""
-        return dawid_skene_vote(self.prepare(task), self.models, undecided)
+        return dawid_skene_vote(self.corrections.apply(task), self.models, undecided)
+
+    def to_dict(self) -> dict:
+        return {
+            **self.models.to_dict(),
+            "missed_objects": self.corrections.misses.to_dict(),
+            "boundary_offsets": self.corrections.offsets.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> CorrectedModels:
+        try:
+            misses = MissModel.from_dict(data["missed_objects"])
+            offsets = RarityOffsets.from_dict(data["boundary_offsets"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PipelineError(f"not a CorrectedModels dict ({exc!r}); expected the keys of to_dict()") from exc
+        models = BandedModels.from_dict(data)
+        return cls(Corrections(models.num_classes, misses, offsets), models)
+
+
+def _loaded(item, load: Callable | None, corrections: Corrections | None) -> dict[str, np.ndarray]:
+    task = dict(load(item) if load is not None else item)
+    return corrections.apply(task) if corrections is not None and not corrections.empty else task
+
+
+def _tuples_of(item, load, corrections, num_classes: int, thresholds: tuple[int, ...]) -> LabelTuples | None:
+    task = _loaded(item, load, corrections)
+    return banded_tuples(task, num_classes, thresholds)[0] if len(task) >= MIN_ANNOTATORS else None
+
+
+def _misses_of(item, load, corrections, num_classes: int):
+    task = _loaded(item, load, corrections)
+    return miss_counts(task, num_classes) if len(task) >= MIN_ANNOTATORS else {}
+
+
+def _shifts_of(item, load, corrections, num_classes: int, models: BandedModels):
+    task = _loaded(item, load, corrections)
+    return shift_sums(task, num_classes, models) if len(task) >= MIN_ANNOTATORS else {}
 
 
 def estimate_corrected(
-    tasks: Sequence[Mapping[str, np.ndarray]],
+    items: Sequence,
     num_classes: int,
     *,
+    load: Callable[[object], Maps] | None = None,
+    mapper: Mapper = map,
+    corrections: Sequence[str] = CORRECTIONS,
+    thresholds: Sequence[int] = (),
     iterations: int = 10,
     rounds: int = 2,
-    dead_zone: float = 0.5,
+    dead_zone: float = DEAD_ZONE,
 ) -> CorrectedModels:
-    """Miss model, boundary offsets and Dawid-Skene models of a project of {annotator: (H, W) uint8}."""
-    tasks = list(tasks)
-    _, misses = estimate_with_misses(tasks, num_classes, iterations=iterations)
-    dropped = [drop_misses(t, misses, num_classes) for t in tasks]
-    models, offsets = estimate_with_rarity_offsets(
-        dropped, num_classes, rounds=rounds, iterations=iterations, dead_zone=dead_zone
-    )
-    return CorrectedModels(num_classes, misses, offsets, models)
+    """Corrections and Dawid-Skene models of a project.
+
+    items: the project's images, each {annotator: (H, W) uint8} or whatever ``load`` reads one
+    from. mapper(function, items) -> results in order (``map``, or a process pool's). corrections:
+    which of CORRECTIONS to estimate (none: plain Dawid-Skene on the maps); thresholds: edge bands
+    of the models (pipeline.dataset.edge_bands)."""
+    unknown = sorted(set(corrections) - set(CORRECTIONS))
+    if unknown:
+        raise PipelineError(f"unknown corrections {unknown}; valid: {', '.join(CORRECTIONS)}")
+    items, thresholds = list(items), check_bands(thresholds, num_classes)
+
+    def fit(current: Corrections) -> BandedModels:
+        work = partial(_tuples_of, load=load, corrections=current, num_classes=num_classes, thresholds=thresholds)
+        tables = [t for t in mapper(work, items) if t is not None]
+        return estimate_models(tables, num_classes, thresholds, iterations=iterations)
+
+    current = Corrections(num_classes)
+    models = fit(current)
+    if "missed_objects" in corrections:
+        counts = mapper(partial(_misses_of, load=load, corrections=None, num_classes=num_classes), items)
+        current = Corrections(num_classes, miss_model(summed_counts(counts), models))
+        if current.misses.drop:
+            models = fit(current)
+    if "boundary_offsets" in corrections:
+        dropped_only = Corrections(num_classes, current.misses)
+        for _ in range(rounds):
+            work = partial(_shifts_of, load=load, corrections=current, num_classes=num_classes, models=models)
+            sums = mapper(work, items)
+            offsets = rarity_offsets(sums, models, current.offsets, dead_zone=dead_zone)
+            current = Corrections(num_classes, dropped_only.misses, offsets)
+            models = fit(current)
+    return CorrectedModels(current, models)
+
+
+def sample_tasks(
+    items: Iterable, annotators_of: Callable[[object], Sequence[str]], limit: int, min_per_annotator: int = 30
+) -> list:
+    """The items corrections are estimated on: the first ``limit`` with at least three annotators
+    (0: all of them), then any later one that brings an annotator seen in fewer than
+    ``min_per_annotator`` of the chosen. Deterministic: input order."""
+    chosen, seen = [], {}
+    for item in items:
+        names = annotators_of(item)
+        if len(names) < MIN_ANNOTATORS:
+            continue
+        if limit <= 0 or len(chosen) < limit or any(seen.get(a, 0) < min_per_annotator for a in names):
+            chosen.append(item)
+            for a in names:
+                seen[a] = seen.get(a, 0) + 1
+    return chosen

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.core.constants import IGNORE_INDEX
 from pipeline.core.errors import PipelineError
-from pipeline.dataset.cooccurrence import MAX_DENSE_KEYS, LabelTuples, pixel_keys
+from pipeline.dataset.cooccurrence import LabelTuples, joint_rows, pixel_keys
 
 DEFAULT_BANDS = (2, 4)  # band 0: 0-1 px from an own edge, band 1: 2-3 px, band 2: 4 px and more
 
@@ -94,17 +94,7 @@ def banded_tuples(
     for a in reversed(annotators):  # annotator 0 is the lowest digit
         band_key = band_key * bands + band_map(maps[a], thresholds).ravel()
     width = bands ** len(annotators)
-    if len(tuples.counts) * width <= MAX_DENSE_KEYS:
-        key = rows.astype(np.int64) * width + band_key
-        histogram = np.bincount(key, minlength=len(tuples.counts) * width)
-        present = np.flatnonzero(histogram)
-        position = np.zeros(len(histogram), np.int64)
-        position[present] = np.arange(len(present))
-        index, counts = position[key], histogram[present]
-    else:
-        present, index, counts = np.unique(
-            rows.astype(np.int64) * width + band_key, return_inverse=True, return_counts=True
-        )
+    present, counts, index = joint_rows(rows, band_key, width)
     label_rows, band_rows = present // width, present % width
     digits = (band_rows[:, None] // bands ** np.arange(len(annotators))[None, :]) % bands
     labels = tuples.codes[label_rows].astype(np.int64)

@@ -11,89 +11,115 @@ annotator (modelled accuracy >= ``min_accuracy``) whose k labels are mostly righ
 precision >= ``min_precision``: a swapper's objects are not missed ones), a's labels inside the class-k objects of b
 that a misses are set to unlabelled before the vote: they neither confirm nor deny the object.
 
-Shapes: H, W label maps; C classes; A annotators. Deterministic.
+Shapes: H, W label maps; C classes; A annotators; N components of one map. Deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from pipeline.core.constants import IGNORE_INDEX
-from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote, estimate_models
+from pipeline.dataset.dawid_skene import BandedModels
 
 MIN_SIZE = 20
 RATE, RATIO, MIN_ACCURACY, MIN_OBJECTS, MIN_PRECISION = 0.15, 0.34, 0.6, 5, 0.3
 
-
-def _objects(label_map: np.ndarray, k: int, min_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) int32 component ids of class k (8-connected, 0 = none) and (n,) bool big enough."""
-    n, comp, stats, _ = cv2.connectedComponentsWithStats((label_map == k).view(np.uint8), connectivity=8)
-    return comp, stats[:, cv2.CC_STAT_AREA] >= min_size
+MissCounts = dict[tuple[str, str, int], tuple[int, int]]  # (a, b, k) -> (objects missed, objects seen)
 
 
-def _missed(comp: np.ndarray, big: np.ndarray, other: np.ndarray, k: int) -> np.ndarray:
-    """(n,) bool: big components of ``comp`` where ``other`` has no k pixel."""
-    hits = np.bincount(comp[other == k], minlength=len(big))
-    out = big & (hits == 0)
-    out[0] = False
-    return out
+def _components(label_map: np.ndarray, num_classes: int, min_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Objects of every class of one map at once: (H, W) int64 object id (0 = none) and (N,) class.
+
+    One id space over all classes (8-connected per class), objects under ``min_size`` px left out,
+    so one histogram per other annotator answers every object.
+    """
+    ids = np.zeros(label_map.shape, np.int64)
+    classes = [np.array([-1])]
+    for k in np.unique(label_map):
+        if k >= num_classes:
+            continue
+        n, comp, stats, _ = cv2.connectedComponentsWithStats((label_map == k).view(np.uint8), connectivity=8)
+        big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_size) + 1
+        if not len(big):
+            continue
+        renumber = np.zeros(n, np.int64)
+        renumber[big] = len(np.concatenate(classes)) + np.arange(len(big))
+        ids += renumber[comp]  # components of one class never overlap another's
+        classes.append(np.full(len(big), int(k)))
+    return ids, np.concatenate(classes)
 
 
-def miss_counts(task: Mapping[str, np.ndarray], num_classes: int, min_size: int = MIN_SIZE):
-    """{(a, b, k): (missed, total)} class-k objects of b that a misses, over one image.
+def _object_hits(ids: np.ndarray, classes: np.ndarray, other: np.ndarray, num_classes: int):
+    """(N,) bool each object lies in pixels ``other`` labelled, (N,) bool ``other`` has its class in it."""
+    histogram = np.bincount(
+        (ids * (num_classes + 1) + np.minimum(other, num_classes)).ravel(), minlength=len(classes) * (num_classes + 1)
+    ).reshape(len(classes), num_classes + 1)
+    seen = histogram[:, :num_classes].sum(axis=1) > 0
+    hit = histogram[np.arange(len(classes)), np.maximum(classes, 0)] > 0
+    seen[0] = hit[0] = False  # id 0 is "no object"
+    return seen, hit
+
+
+def miss_counts(task: Mapping[str, np.ndarray], num_classes: int, min_size: int = MIN_SIZE) -> MissCounts:
+    """{(a, b, k): (missed, seen)} class-k objects of b that a misses, over one image.
 
     Only objects inside pixels a labelled count (an unlabelled patch is not a miss)."""
     names = sorted(task)
-    out: dict[tuple[str, str, int], list[int]] = {}
+    out: MissCounts = {}
     for b in names:
-        for k in np.unique(task[b]):
-            if k >= num_classes:
+        ids, classes = _components(task[b], num_classes, min_size)
+        if len(classes) < 2:
+            continue
+        for a in names:
+            if a == b:
                 continue
-            comp, big = _objects(task[b], int(k), min_size)
-            if not big[1:].any():
-                continue
-            for a in names:
-                if a != b:
-                    seen = big & (np.bincount(comp[task[a] < num_classes], minlength=len(big)) > 0)
-                    seen[0] = False
-                    missed = _missed(comp, seen, task[a], int(k))
-                    acc = out.setdefault((a, b, int(k)), [0, 0])
-                    acc[0] += int(missed.sum())
-                    acc[1] += int(seen.sum())
+            seen, hit = _object_hits(ids, classes, task[a], num_classes)
+            missed = np.bincount(classes[seen & ~hit], minlength=num_classes)
+            total = np.bincount(classes[seen], minlength=num_classes)
+            for k in np.flatnonzero(total):
+                out[(a, b, int(k))] = (int(missed[k]), int(total[k]))
     return out
 
 
 @dataclass(frozen=True)
 class MissModel:
-    """(a, b, k): a's labels inside b's class-k objects that a misses are dropped."""
+    """(a, b, k) in ``drop``: a's labels inside b's class-k objects that a misses are dropped.
+
+    ``order``: the dropped triples, most accurate b first (for each (a, k) the first b is used).
+    ``rates``: m[a, b, k] of every triple with enough objects seen, for the report."""
 
     rates: Mapping[tuple[str, str, int], float]
     drop: frozenset
-    order: tuple = ()  # drop, the most accurate b first
+    order: tuple = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "drop": [list(t) for t in self.order],
+            "rates": [[*t, round(r, 4)] for t, r in sorted(self.rates.items())],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> MissModel:
+        order = tuple((str(a), str(b), int(k)) for a, b, k in data["drop"])
+        rates = {(str(a), str(b), int(k)): float(r) for a, b, k, r in data["rates"]}
+        return cls(rates, frozenset(order), order)
 
 
-def estimate_misses(
-    tasks: Sequence[Mapping[str, np.ndarray]],
-    num_classes: int,
+def miss_model(
+    totals: MissCounts,
     models: BandedModels,
     *,
     rate: float = RATE,
     ratio: float = RATIO,
     min_accuracy: float = MIN_ACCURACY,
-    min_size: int = MIN_SIZE,
     min_objects: int = MIN_OBJECTS,
     min_precision: float = MIN_PRECISION,
 ) -> MissModel:
-    totals: dict[tuple[str, str, int], list[int]] = {}
-    for task in tasks:
-        for key, (m, t) in miss_counts(task, num_classes, min_size).items():
-            acc = totals.setdefault(key, [0, 0])
-            acc[0] += m
-            acc[1] += t
+    """Which (a, b, k) to drop, from the project's summed ``miss_counts`` and Dawid-Skene models."""
     rates = {key: m / t for key, (m, t) in totals.items() if t >= min_objects}
     accuracy = models.accuracy()
     precision = {}  # P(consensus k | b labels k) under the models
@@ -113,16 +139,18 @@ def estimate_misses(
     return MissModel(rates, drop, order)
 
 
-def drop_misses(task: Mapping[str, np.ndarray], model: MissModel, num_classes: int, min_size: int = MIN_SIZE):
+def drop_misses(
+    task: Mapping[str, np.ndarray], model: MissModel, num_classes: int, min_size: int = MIN_SIZE
+) -> dict[str, np.ndarray]:
     """The task with a's labels inside the class-k objects of b that a misses unlabelled, (a, b, k) in ``model.drop``.
 
-    For each (a, k) only the b listed first in ``model.drop`` (the most accurate) is used."""
-    if not model.drop:
-        return dict(task)
+    For each (a, k) only the b listed first in ``model.order`` (the most accurate) is used."""
     out = dict(task)
+    if not model.drop:
+        return out
     wanted: dict[tuple[str, int], list[str]] = {}
     for a, b, k in model.order:
-        if a in task and b in task and all(a not in readers for (bb, kk), readers in wanted.items() if kk == k):
+        if a in task and b in task and all(a not in readers for (_, kk), readers in wanted.items() if kk == k):
             wanted.setdefault((b, k), []).append(a)
     for (b, k), readers in sorted(wanted.items()):
         mask = (task[b] == k).view(np.uint8)
@@ -130,10 +158,12 @@ def drop_misses(task: Mapping[str, np.ndarray], model: MissModel, num_classes: i
         if not w:
             continue
         box = np.s_[y : y + h, x : x + w]
-        n, comp, stats, _ = cv2.connectedComponentsWithStats(mask[box], connectivity=8)
+        _, comp, stats, _ = cv2.connectedComponentsWithStats(mask[box], connectivity=8)
         big = stats[:, cv2.CC_STAT_AREA] >= min_size
+        big[0] = False
         for a in readers:
-            missed = _missed(comp, big, task[a][box], k)
+            hits = np.bincount(comp[task[a][box] == k], minlength=len(big))
+            missed = big & (hits == 0)
             if missed.any():
                 if out[a] is task[a]:
                     out[a] = task[a].copy()
@@ -141,14 +171,11 @@ def drop_misses(task: Mapping[str, np.ndarray], model: MissModel, num_classes: i
     return out
 
 
-def estimate_with_misses(tasks, num_classes: int, *, iterations: int = 10, **options):
-    models = estimate_models(tasks, num_classes, (), iterations=iterations)
-    model = estimate_misses(tasks, num_classes, models, **options)
-    if not model.drop:
-        return models, model
-    working = [drop_misses(t, model, num_classes) for t in tasks]
-    return estimate_models(working, num_classes, (), iterations=iterations), model
-
-
-def miss_vote(task, models: BandedModels, model: MissModel, num_classes: int):
-    return dawid_skene_vote(drop_misses(task, model, num_classes), models)
+def summed_counts(per_task: Iterable[MissCounts]) -> MissCounts:
+    """The project's ``miss_counts``: every image's added up."""
+    totals: MissCounts = {}
+    for counts in per_task:
+        for key, (missed, seen) in counts.items():
+            m, s = totals.get(key, (0, 0))
+            totals[key] = (m + missed, s + seen)
+    return totals

@@ -18,7 +18,8 @@ import numpy as np
 
 from pipeline.dataset.boundary_bias import boundary_offsets
 from pipeline.dataset.consensus import AnnotatorModels, staple, vote_scores, vote_tuples
-from pipeline.dataset.cooccurrence import LabelTuples, paint
+from pipeline.dataset.cooccurrence import LabelTuples, joint_rows, paint, pixel_keys
+from pipeline.dataset.crowd_corrections import CorrectedModels
 from pipeline.dataset.dawid_skene import BandedModels, decide_tuples
 from pipeline.dataset.decision import IGNORE_INDEX, confidence_of, majority_of, posterior, vote_shares, votes_of
 from pipeline.dataset.edge_bands import banded_tuples, unbanded
@@ -79,11 +80,13 @@ def merge_tuples(
     index: np.ndarray,
     shape: tuple[int, int],
     method: str,
-    models: AnnotatorModels | BandedModels | None,
+    models: AnnotatorModels | BandedModels | CorrectedModels | None,
     undecided: str = "resolve",
 ) -> TaskConsensus:
     """Consensus of one task from its label combinations (K, A) and each pixel's combination (P,)."""
     c = tuples.num_classes
+    if method == "dawid_skene" and isinstance(models, CorrectedModels):
+        return _corrected(tuples, index, shape, models, undecided)
     if method == "dawid_skene":
         return _dawid_skene(tuples, index, shape, models, undecided)
     if method == "staple":
@@ -119,6 +122,22 @@ def _dawid_skene(tuples, index, shape, models: BandedModels, undecided: str) -> 
     tuples = unbanded(banded, models.bands)
     per_tuple, confidence = decide_tuples(banded, models, undecided)
     return TaskConsensus(tuples, per_tuple, confidence, index.ravel(), shape)
+
+
+def _corrected(tuples, index, shape, models: CorrectedModels, undecided: str) -> TaskConsensus:
+    """Vote on the corrected maps; the result keeps the annotators' own labels for the report.
+
+    Pixels of one original combination can get different labels once maps are corrected, so the
+    rows are the distinct (original, corrected) pairs."""
+    c, index = tuples.num_classes, index.ravel()
+    maps = {a: _labels(tuples.codes[:, i], c)[index].reshape(shape) for i, a in enumerate(tuples.annotators)}
+    fixed, fixed_index = pixel_keys(models.corrections.apply(maps), c)
+    banded, banded_index = banded_of(fixed, fixed_index, shape, models.models.thresholds)
+    per_fixed, fixed_confidence = decide_tuples(banded, models.models, undecided)
+    present, counts, rows = joint_rows(index, banded_index, len(banded.counts))
+    original, voted = present // len(banded.counts), present % len(banded.counts)
+    joint = LabelTuples(tuples.annotators, tuples.codes[original], counts.astype(np.int64), c)
+    return TaskConsensus(joint, per_fixed[voted], fixed_confidence[voted], rows.ravel(), shape)
 
 
 def _labels(codes: np.ndarray, num_classes: int) -> np.ndarray:

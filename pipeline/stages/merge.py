@@ -2,8 +2,9 @@
 
 Methods (merge.method):
   dawid_skene  the default: Dawid-Skene by soft EM over the whole project, each annotator's
-            confusion optionally per band of distance from their own edges (merge.edge_bands);
-            pipeline.dataset.dawid_skene
+            confusion optionally per band of distance from their own edges (merge.edge_bands;
+            pipeline.dataset.dawid_skene), on maps with each annotator's missed objects and
+            boundary offset undone first (merge.corrections; pipeline.dataset.crowd_corrections)
   vote      weighted per-pixel vote: each annotator's confusion matrix (how they label each true
             class) is estimated over the whole project (consensus -> agreement with it ->
             annotator models, repeated; Dawid-Skene), and each pixel takes the most likely class
@@ -48,6 +49,7 @@ from pipeline.dataset.cooccurrence import (
     pixel_keys,
     read_index_map,
 )
+from pipeline.dataset.crowd_corrections import CorrectedModels, estimate_corrected, sample_tasks
 from pipeline.dataset.dawid_skene import BandedModels, estimate_models
 from pipeline.dataset.decision import POLICIES
 from pipeline.dataset.edge_bands import check_bands
@@ -277,8 +279,10 @@ def run(
 def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, workers: int):
     """Project-wide annotator models of merge.method (None for majority and staple).
 
-    validate stored each task's label co-occurrence: without edge bands, estimation reads no
-    label map; with them, each task's maps are rebuilt from its index map, in parallel.
+    validate stored each task's label co-occurrence: plain Dawid-Skene without edge bands reads
+    no label map; with bands, each task's maps are rebuilt from its index map, in parallel. With
+    merge.corrections, the maps of up to merge.correction_tasks tasks are read in several
+    parallel passes (pipeline.dataset.crowd_corrections).
     """
     if params.method == "vote":
         tables = (
@@ -288,6 +292,17 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
             for t in iter_index(annotations_dir)
         )
         return estimate_annotator_models(tables, num_classes, iterations=params.iterations)
+    if params.method == "dawid_skene" and params.corrections:
+        entries = sample_tasks(iter_index(annotations_dir), lambda t: sorted(t["maps"]), params.correction_tasks)
+        return estimate_corrected(
+            entries,
+            num_classes,
+            load=partial(load_maps, annotations_dir),
+            mapper=lambda work, items: (result for _, result in ordered_map(work, items, workers)),
+            corrections=params.corrections,
+            thresholds=tuple(params.edge_bands),
+            iterations=params.iterations,
+        )
     if params.method == "dawid_skene":
         work = partial(
             estimation_tuples,
@@ -313,12 +328,25 @@ def boundary_figures(parts: np.ndarray | None, names: list[str]) -> dict:
     }
 
 
+def correction_figures(models, annotator: str, names: list[str]) -> dict:
+    """What the merge undid on one annotator's maps: their boundary correction and missed classes."""
+    if not isinstance(models, CorrectedModels):
+        return {}
+    offsets = models.corrections.offsets
+    missed = sorted({names[k] for a, _, k in models.corrections.misses.order if a == annotator})
+    return {
+        "estimated_boundary_offset_px": _round(offsets.raw[annotator]) if annotator in offsets.raw else None,
+        "boundary_correction_px": -offsets.radius.get(annotator, 0),
+        "missed_object_classes": missed,
+    }
+
+
 def agreement_summary(
     tally: Tally,
     names: list[str],
     params: MergeParams,
     project_id: int | None,
-    models: AnnotatorModels | BandedModels | None,
+    models: AnnotatorModels | BandedModels | CorrectedModels | None,
 ) -> dict:
     """agreement.json besides its per-task entries: summary, annotators, the tasks to review."""
     annotators = {}
@@ -330,12 +358,14 @@ def agreement_summary(
             "iou_vs_consensus": quality["mean_iou"],
             **quality,
             **boundary_figures(tally.offsets.get(key), names),
+            **correction_figures(models, key, names),
         }
     per_class = np.divide(
         tally.class_sum, tally.class_count, out=np.full(len(names), np.nan), where=tally.class_count > 0
     )
     summary = {
         "method": params.method,
+        "corrections": list(params.corrections) if isinstance(models, CorrectedModels) else [],
         "undecided": params.undecided,
         "tasks": tally.tasks,
         "single_annotator_tasks": tally.single,

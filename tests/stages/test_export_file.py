@@ -70,6 +70,9 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
     assert quality["good@example.com"] > quality["misser@example.com"]
     offsets = {a["email"]: a["boundary_offset_px"] for a in agreement["annotators"].values()}
     assert offsets["good@example.com"] < offsets["sloppy@example.com"]  # wobbly edges lie further off
+    assert agreement["summary"]["corrections"] == ["missed_objects", "boundary_offsets"]
+    undone = {a["email"]: a["missed_object_classes"] for a in agreement["annotators"].values()}
+    assert undone["misser@example.com"] and not undone["good@example.com"]
     entries = agreement["tasks"].values()
     assert all(0 <= t["against_majority"] <= 1 and 0 < t["mean_confidence"] <= 1 for t in entries)
 

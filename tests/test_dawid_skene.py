@@ -12,7 +12,7 @@ from pipeline.dataset.boundary_bias import boundary_offsets
 from pipeline.dataset.cooccurrence import pixel_keys
 from pipeline.dataset.dawid_skene import BandedModelError, BandedModels, dawid_skene_vote, estimate_models
 from pipeline.dataset.decision import decide
-from pipeline.dataset.edge_bands import band_map, banded_tuples, check_bands, edge_mask, unbanded
+from pipeline.dataset.edge_bands import band_map, banded_tuples, check_bands, edge_mask, unbanded, zone_map
 from pipeline.dataset.task_consensus import merge_tuples
 from pipeline.stages import merge
 
@@ -148,3 +148,46 @@ def test_merge_stage_refuses_bad_params_before_reading(tmp_path, change, match):
     base = BaseParams(0, 255, (ClassInfo("a", (0, 0, 0)), ClassInfo("b", (1, 1, 1))))
     with pytest.raises(ParamsError, match=match):
         merge.run(tmp_path, tmp_path / "v.json", tmp_path / "out", tmp_path / "r.json", base, MergeParams(**change))
+
+
+def test_zone_map_is_the_band_of_the_nearest_edge_anyone_drew():
+    left, right = square(12, 2, 4), square(12, 8, 10)
+    zones = zone_map({"a": left, "b": right}, (2,))
+    np.testing.assert_array_equal(zones, np.minimum(band_map(left, (2,)), band_map(right, (2,))))
+    tuples, rows = banded_tuples({"a": left, "b": right}, 2, (2,), zones=True)
+    labelled = tuples.codes < 4
+    assert (tuples.codes[labelled] // 2 <= 1).all()
+    digits = np.where(labelled, tuples.codes % 2, -1)
+    assert all(len(set(row[row >= 0])) == 1 for row in digits)  # one zone per pixel, whoever labelled it
+    assert tuples.counts.sum() == 144 and rows.shape == (144,)
+
+
+def test_zone_models_put_the_dilators_errors_next_to_the_boundary_and_keep_a_prior_per_zone():
+    truths, tasks = planted_crowd()
+    models = estimate_models(tasks, 2, (2, 4), zones=True)
+    assert models.zones and np.asarray(models.class_counts).shape == (3, 2)
+    prior = np.exp(models.log_prior())
+    assert prior[0, 1] > 1.5 * prior[2, 1]  # object pixels are commoner next to a boundary than inside regions
+    rate = {a: cm[:, 0, 1] / cm[:, 0, :].sum(axis=1) for a, cm in models.confusion.items()}  # P(says 1 | 0, zone)
+    assert rate["dilator"][:2].max() > 0.1 and rate["dilator"][2] < 0.01
+    restored = BandedModels.from_dict(json.loads(json.dumps(models.to_dict())))
+    assert restored.zones
+    for truth, task in zip(truths, tasks):
+        labels, _ = dawid_skene_vote(task, models)
+        np.testing.assert_array_equal(labels, truth)
+        np.testing.assert_array_equal(dawid_skene_vote(task, restored)[0], labels)
+        result = merge_tuples(*pixel_keys(task, 2), truth.shape, "dawid_skene", models)
+        np.testing.assert_array_equal(result.labels, labels)
+
+
+def test_edge_bands_and_boundary_zones_are_exclusive(tmp_path):
+    base = BaseParams(0, 255, (ClassInfo("a", (0, 0, 0)), ClassInfo("b", (1, 1, 1))))
+    with pytest.raises(ParamsError, match="choose one"):
+        merge.run(
+            tmp_path, tmp_path / "v.json", tmp_path / "out", tmp_path / "r.json", base, MergeParams(edge_bands=(2,))
+        )
+
+
+def test_too_many_classes_for_zones_fall_back_to_one_zone():
+    assert merge.zones_that_fit(MergeParams(), 84).boundary_zones == (2, 4)
+    assert merge.zones_that_fit(MergeParams(), 85).boundary_zones == ()

@@ -111,12 +111,26 @@ class MergeParams:
     method: Literal["dawid_skene", "vote", "staple", "majority"] = "dawid_skene"
     iterations: Count = 10  # dawid_skene, vote: rounds of consensus -> annotator models -> consensus
     edge_bands: tuple[Positive, ...] = ()  # dawid_skene: confusion per band of distance from own edges, px
+    # dawid_skene: confusion and class prior per zone of distance from the nearest edge anyone drew, px
+    boundary_zones: tuple[Positive, ...] = (2, 4)
     # dawid_skene: systematic errors undone on each annotator's map before the vote
     corrections: tuple[Literal["missed_objects", "boundary_offsets"], ...] = ("missed_objects", "boundary_offsets")
     correction_tasks: Count = 1000  # tasks the corrections are estimated on (0: every task)
     undecided: Literal["ignore", "resolve"] = "resolve"  # ignore (ties -> 255) | resolve (most probable class)
     min_agreement: Share = 0.7
     workers: Count = 0
+
+    @property
+    def bands(self) -> tuple[tuple[int, ...], bool]:
+        """(band thresholds, whether they are boundary zones) of the Dawid-Skene models."""
+        return (tuple(self.boundary_zones), True) if self.boundary_zones else (tuple(self.edge_bands), False)
+
+    def check(self) -> None:
+        if self.edge_bands and self.boundary_zones:
+            raise ParamsError(
+                f"merge.edge_bands={list(self.edge_bands)} and merge.boundary_zones={list(self.boundary_zones)}: "
+                "choose one (set the other to [])"
+            )
 
 
 @section("split")

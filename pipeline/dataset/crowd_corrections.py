@@ -30,7 +30,6 @@ import numpy as np
 
 from pipeline.core.errors import PipelineError
 from pipeline.dataset.boundary_offsets import DEAD_ZONE, RarityOffsets, rarity_offsets, shift_sums
-from pipeline.dataset.cooccurrence import LabelTuples
 from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote, estimate_models
 from pipeline.dataset.edge_bands import banded_tuples, check_bands
 from pipeline.dataset.object_misses import MissModel, drop_misses, miss_counts, miss_model, summed_counts
@@ -98,9 +97,9 @@ def _loaded(item, load: Callable | None, corrections: Corrections | None) -> dic
     return corrections.apply(task) if corrections is not None and not corrections.empty else task
 
 
-def _tuples_of(item, load, corrections, num_classes: int, thresholds: tuple[int, ...]) -> LabelTuples | None:
+def _tuples_of(item, load, corrections, num_classes: int, thresholds: tuple[int, ...], zones: bool):
     task = _loaded(item, load, corrections)
-    return banded_tuples(task, num_classes, thresholds)[0] if len(task) >= MIN_ANNOTATORS else None
+    return banded_tuples(task, num_classes, thresholds, zones=zones)[0] if len(task) >= MIN_ANNOTATORS else None
 
 
 def _misses_of(item, load, corrections, num_classes: int):
@@ -121,6 +120,7 @@ def estimate_corrected(
     mapper: Mapper = map,
     corrections: Sequence[str] = CORRECTIONS,
     thresholds: Sequence[int] = (),
+    zones: bool = False,
     iterations: int = 10,
     rounds: int = 2,
     dead_zone: float = DEAD_ZONE,
@@ -129,18 +129,22 @@ def estimate_corrected(
 
     items: the project's images, each {annotator: (H, W) uint8} or whatever ``load`` reads one
     from. mapper(function, items) -> results in order (``map``, or a process pool's). corrections:
-    which of CORRECTIONS to estimate (none: plain Dawid-Skene on the maps); thresholds: edge bands
-    of the models (pipeline.dataset.edge_bands)."""
+    which of CORRECTIONS to estimate (none: plain Dawid-Skene on the maps); thresholds, zones:
+    the bands of the models (pipeline.dataset.edge_bands)."""
     unknown = sorted(set(corrections) - set(CORRECTIONS))
     if unknown:
         raise PipelineError(f"unknown corrections {unknown}; valid: {', '.join(CORRECTIONS)}")
     items, thresholds = list(items), check_bands(thresholds, num_classes)
 
-    def fit(current: Corrections) -> BandedModels:
-        work = partial(_tuples_of, load=load, corrections=current, num_classes=num_classes, thresholds=thresholds)
+    def fit(current: Corrections, bands: tuple[int, ...] = ()) -> BandedModels:
+        work = partial(
+            _tuples_of, load=load, corrections=current, num_classes=num_classes, thresholds=bands, zones=zones
+        )
         tables = [t for t in mapper(work, items) if t is not None]
-        return estimate_models(tables, num_classes, thresholds, iterations=iterations)
+        return estimate_models(tables, num_classes, bands, iterations=iterations, zones=zones and bool(bands))
 
+    # The corrections are estimated against plain one-confusion models (fewer parameters to
+    # lock in an early wrong consensus); the bands enter the final models only.
     current = Corrections(num_classes)
     models = fit(current)
     if "missed_objects" in corrections:
@@ -149,13 +153,13 @@ def estimate_corrected(
         if current.misses.drop:
             models = fit(current)
     if "boundary_offsets" in corrections:
-        dropped_only = Corrections(num_classes, current.misses)
         for _ in range(rounds):
             work = partial(_shifts_of, load=load, corrections=current, num_classes=num_classes, models=models)
-            sums = mapper(work, items)
-            offsets = rarity_offsets(sums, models, current.offsets, dead_zone=dead_zone)
-            current = Corrections(num_classes, dropped_only.misses, offsets)
+            offsets = rarity_offsets(mapper(work, items), models, current.offsets, dead_zone=dead_zone)
+            current = Corrections(num_classes, current.misses, offsets)
             models = fit(current)
+    if thresholds:
+        models = fit(current, thresholds)
     return CorrectedModels(current, models)
 
 

@@ -39,8 +39,10 @@ class BandedModels:
     """Per annotator: confusion (B, C, C) expected pixel counts (band, consensus class, label given).
 
     Without bands B = 1. class_counts (C,): expected consensus pixels per class (the prior,
-    smoothed by ``smoothing``). Each (band, class) row gets a Dirichlet prior of total weight
-    ``smoothing * C`` shaped like the annotator's row over all bands. An annotator not in
+    smoothed by ``smoothing``); with ``zones`` (bands of the pixel's boundary zone, the same for
+    every annotator: pipeline.dataset.edge_bands) (B, C), a prior per zone. Each (band, class)
+    row gets a Dirichlet prior of total weight ``smoothing * C`` shaped like the annotator's row
+    over all bands. An annotator not in
     ``confusion`` gets the mean counts of everyone; with nobody estimated, a symmetric model
     (every annotator alike: a plain vote).
     """
@@ -52,6 +54,7 @@ class BandedModels:
     smoothing: float = 1.0
     passes: int = 0
     converged: bool = False
+    zones: bool = False
     _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -88,14 +91,16 @@ class BandedModels:
         return self._tables[annotator]
 
     def log_prior(self) -> np.ndarray:
+        """(C,) log class prior, or (B, C) one per boundary zone."""
         counts = np.asarray(self.class_counts, np.float64) + self.smoothing
-        return np.log(counts / counts.sum())
+        return np.log(counts / counts.sum(axis=-1, keepdims=True))
 
     def to_dict(self) -> dict:
         """JSON-able form (counts rounded to 0.1 px); ``from_dict`` restores it."""
         return {
             "num_classes": self.num_classes,
             "edge_bands": list(self.thresholds),
+            "boundary_zones": self.zones,
             "smoothing": self.smoothing,
             "passes": self.passes,
             "converged": self.converged,
@@ -110,8 +115,10 @@ class BandedModels:
             shape = (len(thresholds) + 1, c, c)
             confusion = {str(a): np.asarray(cm, np.float64) for a, cm in data["confusion"].items()}
             counts = np.asarray(data["class_counts"], np.float64)
-            if any(cm.shape != shape for cm in confusion.values()) or counts.shape != (c,):
-                raise ValueError(f"confusion must be {shape} and class_counts ({c},)")
+            zones = bool(data.get("boundary_zones", False))
+            prior = (len(thresholds) + 1, c) if zones else (c,)
+            if any(cm.shape != shape for cm in confusion.values()) or counts.shape != prior:
+                raise ValueError(f"confusion must be {shape} and class_counts {prior}")
             return cls(
                 c,
                 thresholds,
@@ -120,6 +127,7 @@ class BandedModels:
                 float(data.get("smoothing", 1.0)),
                 int(data.get("passes", 0)),
                 bool(data.get("converged", False)),
+                zones,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BandedModelError(f"not a BandedModels dict ({exc!r}); expected the keys of to_dict()") from exc
@@ -127,7 +135,12 @@ class BandedModels:
 
 def banded_scores(tuples: LabelTuples, models: BandedModels) -> np.ndarray:
     """(K, C) log scores of the banded combinations of one image (``edge_bands.banded_tuples``)."""
-    scores = np.tile(models.log_prior(), (len(tuples.counts), 1))
+    prior = models.log_prior()
+    scores = (
+        prior[zones_of(tuples.codes, models.bands, tuples.num_classes)]
+        if models.zones
+        else np.tile(prior, (len(tuples.counts), 1))
+    )
     for column, annotator in enumerate(tuples.annotators):
         scores += models.evidence(annotator)[tuples.codes[:, column]]
     return scores
@@ -144,7 +157,7 @@ def dawid_skene_vote(
     if not isinstance(maps, Mapping) or not maps:
         raise BandedModelError("banded_vote needs {annotator id: (H, W) uint8 label map}, at least one")
     shape = next(iter(maps.values())).shape
-    tuples, index = banded_tuples(maps, models.num_classes, models.thresholds)
+    tuples, index = banded_tuples(maps, models.num_classes, models.thresholds, zones=models.zones)
     labels, confidence = decide_tuples(tuples, models, undecided)
     return labels[index].reshape(shape), confidence[index].reshape(shape)
 
@@ -159,6 +172,13 @@ def decide_tuples(tuples: LabelTuples, models: BandedModels, undecided: str) -> 
     return labels, confidence
 
 
+def zones_of(codes: np.ndarray, bands: int, alphabet: int) -> np.ndarray:
+    """(K,) boundary zone of each combination of zone-banded codes (K, A): every labelled code
+    carries it; 0 where nobody labelled."""
+    labelled = codes < alphabet
+    return np.where(labelled, codes % bands, 0).max(axis=1).astype(np.int64)
+
+
 Tasks = Callable[[], Iterable] | Iterable
 
 
@@ -171,6 +191,7 @@ def estimate_models(
     smoothing: float = 1.0,
     min_annotators: int = 3,
     tol: float = 1e-3,
+    zones: bool = False,
 ) -> BandedModels:
     """Every annotator's (banded) confusion, estimated over all their tasks by soft EM.
 
@@ -178,6 +199,7 @@ def estimate_models(
     banded LabelTuples (``banded_tuples``). Images with one annotator are skipped. Pass 0
     counts against a plain majority (a tie shares the pixel between the tied classes); each
     later pass against the posterior of the previous models. Deterministic: no random start.
+    zones: the bands are boundary zones (``edge_bands.zone_map``), the class prior one per zone.
     """
     thresholds = check_bands(thresholds, num_classes)
     if iterations < 0 or smoothing <= 0:
@@ -186,15 +208,16 @@ def estimate_models(
 
     bands = len(thresholds) + 1
     tables = (
-        t if isinstance(t, LabelTuples) else banded_tuples(dict(t), num_classes, thresholds)[0]
+        t if isinstance(t, LabelTuples) else banded_tuples(dict(t), num_classes, thresholds, zones=zones)[0]
         for t in (tasks() if callable(tasks) else tasks)
     )
     project = _Project.of([t for t in tables if len(t.annotators) >= max(2, min_annotators)], num_classes * bands)
     if not len(project.counts):
-        return BandedModels(num_classes, thresholds, {}, np.zeros(num_classes), smoothing)
+        prior = np.zeros((bands, num_classes) if zones else num_classes)
+        return BandedModels(num_classes, thresholds, {}, prior, smoothing, zones=zones)
     models = None
     for done in range(iterations + 1):
-        new = _pass(project, num_classes, thresholds, models, smoothing, done + 1)
+        new = _pass(project, num_classes, thresholds, models, smoothing, done + 1, zones)
         if models is not None and _max_change(models, new) <= tol:
             return replace(new, converged=True)
         models = new
@@ -202,7 +225,13 @@ def estimate_models(
 
 
 def _pass(
-    project, num_classes: int, thresholds: tuple[int, ...], models: BandedModels | None, smoothing: float, passes: int
+    project,
+    num_classes: int,
+    thresholds: tuple[int, ...],
+    models: BandedModels | None,
+    smoothing: float,
+    passes: int,
+    zones: bool = False,
 ) -> BandedModels:
     """Posterior of every combination under ``models`` (majority if None), then expected counts."""
     c, bands, n = num_classes, len(thresholds) + 1, len(project.annotators)
@@ -212,7 +241,7 @@ def _pass(
         evidence = np.stack([vote] * n + [np.zeros((alphabet + 1, c))])
     else:
         evidence = np.stack([models.evidence(a) for a in project.annotators] + [np.zeros((alphabet + 1, c))])
-    class_counts, confusion = np.zeros(c), np.zeros(n * alphabet * c)
+    class_counts, confusion = np.zeros((bands, c) if zones else c), np.zeros(n * alphabet * c)
     for start in range(0, len(project.counts), BLOCK_ROWS):
         block = slice(start, start + BLOCK_ROWS)
         codes, who, counts = project.codes[block], project.who[block].astype(np.int64), project.counts[block]
@@ -220,13 +249,19 @@ def _pass(
         for column in range(codes.shape[1]):
             scores += evidence[who[:, column], codes[:, column]]
         labelled = (codes < alphabet).any(axis=1)
+        zone = zones_of(codes, bands, alphabet) if zones else None
         if models is None:
             hits = scores >= scores.max(axis=1, keepdims=True)
             post = hits / hits.sum(axis=1, keepdims=True)
         else:
-            post = posterior(scores + models.log_prior())
+            prior = models.log_prior()
+            post = posterior(scores + (prior[zone] if zones else prior))
         weights = post * (counts * labelled)[:, None]  # (rows, C) expected pixels per class
-        class_counts += weights.sum(axis=0)
+        if zones:
+            cells = (zone[:, None] * c + np.arange(c)).ravel()
+            class_counts += np.bincount(cells, weights=weights.ravel(), minlength=bands * c).reshape(bands, c)
+        else:
+            class_counts += weights.sum(axis=0)
         for column in range(codes.shape[1]):
             keep = (codes[:, column] < alphabet) & (who[:, column] < n)
             cells = (who[keep, column] * alphabet + codes[keep, column].astype(np.int64)) * c
@@ -236,7 +271,13 @@ def _pass(
     # (n, label, band, class) -> (n, band, class, label)
     confusion = confusion.reshape(n, c, bands, c).transpose(0, 2, 3, 1)
     return BandedModels(
-        c, thresholds, {a: confusion[i] for i, a in enumerate(project.annotators)}, class_counts, smoothing, passes
+        c,
+        thresholds,
+        {a: confusion[i] for i, a in enumerate(project.annotators)},
+        class_counts,
+        smoothing,
+        passes,
+        zones=zones,
     )
 
 

@@ -104,7 +104,7 @@ def merge_tuples(
 
 
 def banded_of(
-    tuples: LabelTuples, index: np.ndarray, shape: tuple[int, int], thresholds: tuple[int, ...]
+    tuples: LabelTuples, index: np.ndarray, shape: tuple[int, int], thresholds: tuple[int, ...], zones: bool = False
 ) -> tuple[LabelTuples, np.ndarray]:
     """Banded combinations (pipeline.dataset.edge_bands) and pixel rows of a task given by its label combinations."""
     if not thresholds:
@@ -114,11 +114,11 @@ def banded_of(
         a: _labels(tuples.codes[:, i], tuples.num_classes)[index].reshape(shape)
         for i, a in enumerate(tuples.annotators)
     }
-    return banded_tuples(maps, tuples.num_classes, thresholds, plain=(tuples, index.ravel()))
+    return banded_tuples(maps, tuples.num_classes, thresholds, plain=(tuples, index.ravel()), zones=zones)
 
 
 def _dawid_skene(tuples, index, shape, models: BandedModels, undecided: str) -> TaskConsensus:
-    banded, index = banded_of(tuples, index, shape, models.thresholds)
+    banded, index = banded_of(tuples, index, shape, models.thresholds, models.zones)
     tuples = unbanded(banded, models.bands)
     per_tuple, confidence = decide_tuples(banded, models, undecided)
     return TaskConsensus(tuples, per_tuple, confidence, index.ravel(), shape)
@@ -131,8 +131,10 @@ def _corrected(tuples, index, shape, models: CorrectedModels, undecided: str) ->
     rows are the distinct (original, corrected) pairs."""
     c, index = tuples.num_classes, index.ravel()
     maps = {a: _labels(tuples.codes[:, i], c)[index].reshape(shape) for i, a in enumerate(tuples.annotators)}
-    fixed, fixed_index = pixel_keys(models.corrections.apply(maps), c)
-    banded, banded_index = banded_of(fixed, fixed_index, shape, models.models.thresholds)
+    fixed_maps = models.corrections.apply(maps)
+    banded, banded_index = banded_tuples(
+        fixed_maps, c, models.models.thresholds, plain=pixel_keys(fixed_maps, c), zones=models.models.zones
+    )
     per_fixed, fixed_confidence = decide_tuples(banded, models.models, undecided)
     present, counts, rows = joint_rows(index, banded_index, len(banded.counts))
     original, voted = present // len(banded.counts), present % len(banded.counts)

@@ -2,7 +2,8 @@
 
 Methods (merge.method):
   dawid_skene  the default: Dawid-Skene by soft EM over the whole project, each annotator's
-            confusion optionally per band of distance from their own edges (merge.edge_bands;
+            confusion per zone of distance from the nearest edge anyone drew (merge.boundary_zones)
+            or per band of distance from their own edges (merge.edge_bands;
             pipeline.dataset.dawid_skene), on maps with each annotator's missed objects and
             boundary offset undone first (merge.corrections; pipeline.dataset.crowd_corrections)
   vote      weighted per-pixel vote: each annotator's confusion matrix (how they label each true
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from itertools import combinations
 from pathlib import Path
@@ -69,12 +71,16 @@ def task_tuples(task: dict, annotations_dir: Path, num_classes: int) -> tuple[La
     return pixel_keys(load_maps(annotations_dir, task), num_classes)
 
 
-def estimation_tuples(task: dict, annotations_dir: Path, num_classes: int, thresholds: tuple[int, ...]) -> LabelTuples:
-    """What Dawid-Skene estimation needs of one task: its combinations, banded when bands are on."""
+def estimation_tuples(
+    task: dict, annotations_dir: Path, num_classes: int, bands: tuple[tuple[int, ...], bool]
+) -> LabelTuples:
+    """What Dawid-Skene estimation needs of one task: its combinations, banded when bands
+    (thresholds, zones: MergeParams.bands) are on."""
+    thresholds, zones = bands
     if not thresholds and "cooccurrence" in task:
         return LabelTuples.from_dict(task["cooccurrence"], num_classes)
     tuples, pixels = task_tuples(task, annotations_dir, num_classes)
-    return banded_of(tuples, pixels, (task["height"], task["width"]), thresholds)[0]
+    return banded_of(tuples, pixels, (task["height"], task["width"]), thresholds, zones)[0]
 
 
 def merge_payload_of(task: dict, annotations_dir: Path) -> bytes:
@@ -240,10 +246,13 @@ def run(
         raise ParamsError(f"merge.method={params.method!r} is not known; use one of {', '.join(METHODS)}")
     if params.undecided not in POLICIES:
         raise ParamsError(f"merge.undecided={params.undecided!r} is not known; use one of {', '.join(POLICIES)}")
-    try:
-        check_bands(params.edge_bands, len(base.names))
-    except PipelineError as error:
-        raise ParamsError(f"merge.edge_bands: {error}") from None
+    params.check()
+    params = zones_that_fit(params, len(base.names))
+    for key in ("edge_bands", "boundary_zones"):
+        try:
+            check_bands(getattr(params, key), len(base.names))
+        except PipelineError as error:
+            raise ParamsError(f"merge.{key}: {error}") from None
     num_classes = len(base.names)
     project_id = report_project(validation_path).get("id")
     workers = params.workers or os.cpu_count() or 1
@@ -276,6 +285,15 @@ def run(
     return rest["summary"]
 
 
+def zones_that_fit(params: MergeParams, num_classes: int) -> MergeParams:
+    """The params with one boundary zone when the classes times the zones do not fit a uint8 code."""
+    zones = len(params.boundary_zones) + 1
+    if params.boundary_zones and num_classes * zones >= IGNORE_INDEX:
+        tqdm.write(f"merge: {num_classes} classes x {zones} boundary zones do not fit a uint8 code; one zone instead")
+        return replace(params, boundary_zones=())
+    return params
+
+
 def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, workers: int):
     """Project-wide annotator models of merge.method (None for majority and staple).
 
@@ -300,7 +318,8 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
             load=partial(load_maps, annotations_dir),
             mapper=lambda work, items: (result for _, result in ordered_map(work, items, workers)),
             corrections=params.corrections,
-            thresholds=tuple(params.edge_bands),
+            thresholds=params.bands[0],
+            zones=params.bands[1],
             iterations=params.iterations,
         )
     if params.method == "dawid_skene":
@@ -308,11 +327,12 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
             estimation_tuples,
             annotations_dir=annotations_dir,
             num_classes=num_classes,
-            thresholds=tuple(params.edge_bands),
+            bands=params.bands,
         )
+        thresholds, zones = params.bands
         # without bands a task's table is in the index: not worth a process hop
-        tables = (t for _, t in ordered_map(work, iter_index(annotations_dir), workers if params.edge_bands else 1))
-        return estimate_models(tables, num_classes, tuple(params.edge_bands), iterations=params.iterations)
+        tables = (t for _, t in ordered_map(work, iter_index(annotations_dir), workers if thresholds else 1))
+        return estimate_models(tables, num_classes, thresholds, iterations=params.iterations, zones=zones)
     return None
 
 
@@ -366,6 +386,7 @@ def agreement_summary(
     summary = {
         "method": params.method,
         "corrections": list(params.corrections) if isinstance(models, CorrectedModels) else [],
+        "boundary_zones": list(params.boundary_zones) if params.method == "dawid_skene" else [],
         "undecided": params.undecided,
         "tasks": tally.tasks,
         "single_annotator_tasks": tally.single,

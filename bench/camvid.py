@@ -6,8 +6,8 @@
         [--min-confidence 0 0.9]
 
 Builds the pipeline's data layout from `../shared/datasets/camvid` (11 classes; id 11 = void -> 255):
-training labels are the project consensus (merge.method dawid_skene, annotator models estimated over
-the training images, with its confidence maps) of the simulated crowd of bench/consensus.py (good,
+training labels are the project consensus (merge's defaults, annotator models and corrections
+estimated over the training images, with its confidence maps) of the simulated crowd of bench/consensus.py (good,
 dilated, misser, confuser, spammer), or the ground truth with --labels truth; every 10th training
 image is held out for model selection; CamVid val (ground truth) is the test split. Then runs the
 train stage for each architecture and each --min-confidence (train.min_label_confidence: training
@@ -33,13 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.consensus import CROWD, DEFAULT_DATA, simulate_crowd  # noqa: E402
+from bench.consensus import CROWD, DEFAULT_DATA, default_models, simulate_crowd  # noqa: E402
 from pipeline.artifacts.annotations import index_writer  # noqa: E402
 from pipeline.artifacts.labels import label_path as consensus_path  # noqa: E402
 from pipeline.artifacts.splits import write_splits  # noqa: E402
 from pipeline.core.params import BaseParams, ClassInfo, EvaluateParams, TrainParams  # noqa: E402
 from pipeline.dataset.cooccurrence import pixel_keys  # noqa: E402
-from pipeline.dataset.dawid_skene import estimate_models  # noqa: E402
 from pipeline.dataset.masks import write_label_map  # noqa: E402
 from pipeline.dataset.metrics import confusion_matrix, mean_iou  # noqa: E402
 from pipeline.dataset.task_consensus import merge_tuples  # noqa: E402
@@ -74,7 +73,7 @@ def read_truths(root: Path, split: str, void: int, limit: int | None) -> list[tu
 def crowd_labels(truths: list[np.ndarray], names: list[str], seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The project consensus of the simulated crowd and its uint8 confidence maps, one per truth."""
     tasks = simulate_crowd(truths, names, seed, jitter=0.5)
-    models = estimate_models(tasks, len(names))
+    models = default_models(tasks, len(names))
     merged = [
         merge_tuples(*pixel_keys(task, len(names)), truth.shape, "dawid_skene", models)
         for task, truth in zip(tasks, truths)

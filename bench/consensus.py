@@ -61,6 +61,13 @@ VARIANTS = {
         "zones": DEFAULTS.bands[1],
     },
 }
+
+
+def default_models(tasks, num_classes: int):
+    """The models merge estimates with its default params, over ``tasks`` ({annotator: (H, W) uint8})."""
+    return estimate_corrected(tasks, num_classes, **VARIANTS["default"])
+
+
 # The fixed five-annotator crowd of bench/camvid.py (training on crowd labels).
 CROWD = ("good", "dilated", "misser", "confuser", "spammer")
 MARGIN, TARGET_MS = 0.01, 20.0

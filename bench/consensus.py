@@ -20,6 +20,9 @@ generated 480x360 vessel maps (3 classes, every object a few px wide). For every
     default       merge's defaults (MergeParams()): corrections, then models per boundary zone
     staple        SimpleITK MultiLabelSTAPLE, on the first --staple-images images only
 
+--trios replaces the matrix by crowds of three the way labelling leads describe theirs: a careful
+annotator (1-2 px), one who paints every region 1-3 px too large, and a misser or a swapper.
+
 mIoU over the classes present, every undecided (255) pixel a miss; void truth ignored.
 Times per 480x360 image, merge call only, single-threaded (OpenCV one thread, numba and numpy
 single-threaded): wall ms (median) and CPU ms (thread time, robust to other load on the
@@ -40,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.crowd_matrix import PROFILES, camvid, draw_crowd, simulate_cell, thin  # noqa: E402
+from bench.crowd_matrix import PROFILES, TRIO_THIRDS, camvid, draw_crowd, draw_trio, simulate_cell, thin  # noqa: E402
 from pipeline.core.params import MergeParams  # noqa: E402
 from pipeline.dataset.consensus import estimate_annotator_models, majority_vote, staple, weighted_vote  # noqa: E402
 from pipeline.dataset.crowd_corrections import estimate_corrected  # noqa: E402
@@ -128,8 +131,12 @@ def timed(estimate):
 
 
 def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> dict:
-    crowd = draw_crowd(seed, data.name, size, featured)
-    cell = 1000 * size + PROFILES.index(featured)
+    """One cell of the matrix: ``featured`` a profile, or "trio-<third>" (crowd_matrix.draw_trio)."""
+    if featured.startswith("trio-"):
+        third = featured.removeprefix("trio-")
+        crowd, cell = draw_trio(seed, data.name, third), 9000 + TRIO_THIRDS.index(third)
+    else:
+        crowd, cell = draw_crowd(seed, data.name, size, featured), 1000 * size + PROFILES.index(featured)
     tasks, truths, c = simulate_cell(data, crowd, seed, cell), data.truths, len(data.classes)
     singles = {p.name: score(truths, tasks, lambda t, a=p.name: t[a], c)["miou"] for p in crowd}
     rows = {
@@ -188,6 +195,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", type=int, default=[2, 3, 5])
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     parser.add_argument("--staple-images", type=int, default=2, help="STAPLE (about 0.3-1 s an image) on N images")
+    parser.add_argument(
+        "--trios",
+        action="store_true",
+        help="instead of the matrix: crowds of a careful annotator, a dilator and a misser or a swapper",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every cell's figures here")
     parser.add_argument(
         "--from-json",
@@ -228,10 +240,12 @@ def main(argv=None) -> int:
             if data is None:
                 print(f"skipped camvid: no dataset at {args.camvid} (expected classes.json, trainannot/, valannot/)")
                 continue
-            for size in args.sizes:
-                for featured in args.profiles:
-                    results.append(run_cell(data, size, featured, seed, args.staple_images))
-                    print_cell(results[-1])
+            cells = [(size, featured) for size in args.sizes for featured in args.profiles]
+            if args.trios:
+                cells = [(3, f"trio-{third}") for third in TRIO_THIRDS]
+            for size, featured in cells:
+                results.append(run_cell(data, size, featured, seed, args.staple_images))
+                print_cell(results[-1])
     summarize(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True))

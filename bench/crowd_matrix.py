@@ -84,6 +84,22 @@ def draw_crowd(seed: int, data: str, size: int, featured: str) -> list[Annotator
     return [Annotator(f"a{i}-{p}", p, _severity(p, rng)) for i, p in enumerate(picked)]
 
 
+TRIO_THIRDS = ("misser", "swapper")
+
+
+def draw_trio(seed: int, data: str, third: str) -> list[Annotator]:
+    """A crowd of three the way labelling leads describe theirs: a careful annotator (boundaries
+    within 1-2 px), one who paints every region 1-3 px too large, and a misser or a swapper."""
+    rng = np.random.default_rng([seed, sum(map(ord, data)), 3, 100 + TRIO_THIRDS.index(third)])
+    careful = {"profile": "sloppy", "jitter": float(rng.uniform(0.25, 0.5))}  # 4 x jitter: 1-2 px
+    dilator = {"profile": "dilated", "radius": int(rng.integers(1, 4))}
+    return [
+        Annotator("a0-careful", "careful", careful),
+        Annotator("a1-dilator", "bias", dilator),
+        Annotator(f"a2-{third}", third, _severity(third, rng)),
+    ]
+
+
 def _severity(profile: str, rng: np.random.Generator) -> dict:
     if profile == "bias":
         return {"profile": "dilated" if rng.random() < 0.5 else "eroded", "radius": int(rng.integers(1, 4))}

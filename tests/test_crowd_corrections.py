@@ -188,3 +188,11 @@ def test_sample_tasks_keeps_the_limit_and_tops_up_rare_annotators():
     chosen = sample_tasks(items, lambda t: t, limit=4, min_per_annotator=2)
     assert chosen == [("a", "b", "c")] * 4 + [("a", "b", "d")] * 2  # two-annotator tasks never
     assert len(sample_tasks(items, lambda t: t, limit=0)) == 13
+
+
+def test_corrections_from_a_sample_and_the_models_from_every_task():
+    _, tasks = planted_misser()
+    models = estimate_corrected(tasks[:3], 3, every_task=lambda: iter(tasks))
+    assert models.corrections.misses.drop == estimate_corrected(tasks[:3], 3).corrections.misses.drop
+    assert np.sum(models.models.class_counts) == pytest.approx(6 * 64 * 64)  # all six tasks' pixels
+    assert np.sum(estimate_corrected(tasks[:3], 3).models.class_counts) == pytest.approx(3 * 64 * 64)

@@ -115,7 +115,7 @@ class MergeParams:
     boundary_zones: tuple[Positive, ...] = (2, 4)
     # dawid_skene: systematic errors undone on each annotator's map before the vote
     corrections: tuple[Literal["missed_objects", "boundary_offsets"], ...] = ("missed_objects", "boundary_offsets")
-    correction_tasks: Count = 1000  # tasks the corrections are estimated on (0: every task)
+    correction_tasks: Count = 200  # tasks the corrections and final models are estimated on (0: every task)
     undecided: Literal["ignore", "resolve"] = "resolve"  # ignore (ties -> 255) | resolve (most probable class)
     min_agreement: Share = 0.7
     workers: Count = 0

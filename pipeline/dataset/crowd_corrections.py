@@ -124,23 +124,27 @@ def estimate_corrected(
     iterations: int = 10,
     rounds: int = 2,
     dead_zone: float = DEAD_ZONE,
+    every_task: Callable[[], Iterable] | None = None,
 ) -> CorrectedModels:
     """Corrections and Dawid-Skene models of a project.
 
     items: the project's images, each {annotator: (H, W) uint8} or whatever ``load`` reads one
     from. mapper(function, items) -> results in order (``map``, or a process pool's). corrections:
     which of CORRECTIONS to estimate (none: plain Dawid-Skene on the maps); thresholds, zones:
-    the bands of the models (pipeline.dataset.edge_bands)."""
+    the bands of the models (pipeline.dataset.edge_bands). every_task: when the corrections are
+    estimated on a sample (``items``), a callable giving all the project's items (same kind), on
+    which the final models are estimated in one more pass: each annotator's models come from all
+    their tasks."""
     unknown = sorted(set(corrections) - set(CORRECTIONS))
     if unknown:
         raise PipelineError(f"unknown corrections {unknown}; valid: {', '.join(CORRECTIONS)}")
     items, thresholds = list(items), check_bands(thresholds, num_classes)
 
-    def fit(current: Corrections, bands: tuple[int, ...] = ()) -> BandedModels:
+    def fit(current: Corrections, bands: tuple[int, ...] = (), source: Iterable | None = None) -> BandedModels:
         work = partial(
             _tuples_of, load=load, corrections=current, num_classes=num_classes, thresholds=bands, zones=zones
         )
-        tables = [t for t in mapper(work, items) if t is not None]
+        tables = [t for t in mapper(work, items if source is None else source) if t is not None]
         return estimate_models(tables, num_classes, bands, iterations=iterations, zones=zones and bool(bands))
 
     # The corrections are estimated against plain one-confusion models (fewer parameters to
@@ -152,14 +156,16 @@ def estimate_corrected(
         current = Corrections(num_classes, miss_model(summed_counts(counts), models))
         if current.misses.drop:
             models = fit(current)
+    final = bool(thresholds) or every_task is not None  # one more fit follows the corrections
     if "boundary_offsets" in corrections:
-        for _ in range(rounds):
+        for round_ in range(rounds):
             work = partial(_shifts_of, load=load, corrections=current, num_classes=num_classes, models=models)
             offsets = rarity_offsets(mapper(work, items), models, current.offsets, dead_zone=dead_zone)
             current = Corrections(num_classes, current.misses, offsets)
-            models = fit(current)
-    if thresholds:
-        models = fit(current, thresholds)
+            if round_ < rounds - 1 or not final:
+                models = fit(current)
+    if final:
+        models = fit(current, thresholds, every_task() if every_task is not None else None)
     return CorrectedModels(current, models)
 
 

@@ -300,7 +300,7 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
     validate stored each task's label co-occurrence: plain Dawid-Skene without edge bands reads
     no label map; with bands, each task's maps are rebuilt from its index map, in parallel. With
     merge.corrections, the maps of up to merge.correction_tasks tasks are read in several
-    parallel passes (pipeline.dataset.crowd_corrections).
+    parallel passes (pipeline.dataset.crowd_corrections), then every task's once more for the models.
     """
     if params.method == "vote":
         tables = (
@@ -321,6 +321,7 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
             thresholds=params.bands[0],
             zones=params.bands[1],
             iterations=params.iterations,
+            every_task=lambda: iter_index(annotations_dir),
         )
     if params.method == "dawid_skene":
         work = partial(

@@ -66,10 +66,6 @@ class CorrectedModels:
     corrections: Corrections
     models: BandedModels
 
-    @property
-    def num_classes(self) -> int:
-        return self.models.num_classes
-
     def vote(self, task: Maps, undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray]:
         """Consensus (H, W) uint8 and confidence (H, W) float32 of one image."""
         return dawid_skene_vote(self.corrections.apply(task), self.models, undecided)
@@ -102,8 +98,8 @@ def _tuples_of(item, load, corrections, num_classes: int, thresholds: tuple[int,
     return banded_tuples(task, num_classes, thresholds, zones=zones)[0] if len(task) >= MIN_ANNOTATORS else None
 
 
-def _misses_of(item, load, corrections, num_classes: int):
-    task = _loaded(item, load, corrections)
+def _misses_of(item, load, num_classes: int):
+    task = _loaded(item, load, None)
     return miss_counts(task, num_classes) if len(task) >= MIN_ANNOTATORS else {}
 
 
@@ -152,7 +148,7 @@ def estimate_corrected(
     current = Corrections(num_classes)
     models = fit(current)
     if "missed_objects" in corrections:
-        counts = mapper(partial(_misses_of, load=load, corrections=None, num_classes=num_classes), items)
+        counts = mapper(partial(_misses_of, load=load, num_classes=num_classes), items)
         current = Corrections(num_classes, miss_model(summed_counts(counts), models))
         if current.misses.drop:
             models = fit(current)

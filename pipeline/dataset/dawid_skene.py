@@ -42,9 +42,8 @@ class BandedModels:
     smoothed by ``smoothing``); with ``zones`` (bands of the pixel's boundary zone, the same for
     every annotator: pipeline.dataset.edge_bands) (B, C), a prior per zone. Each (band, class)
     row gets a Dirichlet prior of total weight ``smoothing * C`` shaped like the annotator's row
-    over all bands. An annotator not in
-    ``confusion`` gets the mean counts of everyone; with nobody estimated, a symmetric model
-    (every annotator alike: a plain vote).
+    over all bands. An annotator not in ``confusion`` gets the mean counts of everyone; with
+    nobody estimated, a symmetric model (every annotator alike: a plain vote).
     """
 
     num_classes: int

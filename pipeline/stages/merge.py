@@ -51,7 +51,7 @@ from pipeline.dataset.cooccurrence import (
     pixel_keys,
     read_index_map,
 )
-from pipeline.dataset.crowd_corrections import CorrectedModels, estimate_corrected, sample_tasks
+from pipeline.dataset.crowd_corrections import MIN_ANNOTATORS, CorrectedModels, estimate_corrected, sample_tasks
 from pipeline.dataset.dawid_skene import BandedModels, estimate_models
 from pipeline.dataset.decision import POLICIES
 from pipeline.dataset.edge_bands import check_bands
@@ -321,7 +321,8 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
             thresholds=params.bands[0],
             zones=params.bands[1],
             iterations=params.iterations,
-            every_task=lambda: iter_index(annotations_dir),
+            # only tasks with three or more annotators teach the models: the others' maps stay unread
+            every_task=lambda: (t for t in iter_index(annotations_dir) if len(t["maps"]) >= MIN_ANNOTATORS),
         )
     if params.method == "dawid_skene":
         work = partial(

@@ -17,7 +17,9 @@ generated 480x360 vessel maps (3 classes, every object a few px wide). For every
     ds zones      ds plain with boundary_zones [2, 4]: confusion and prior per zone of distance
                   from the nearest edge anyone drew
     ds corrected  ds plain on maps with missed objects and boundary offsets undone first
-    default       merge's defaults (MergeParams()): corrections, then models per boundary zone
+    labels only   corrections, then models per boundary zone; offsets against the consensus only
+    default       merge's defaults (MergeParams()) with the images at hand: labels only, but each
+                  annotator's boundary offset measured against the images' edges
     staple        SimpleITK MultiLabelSTAPLE, on the first --staple-images images only
 
 --trios replaces the matrix by crowds of three the way labelling leads describe theirs: a careful
@@ -47,6 +49,7 @@ from bench.crowd_matrix import PROFILES, TRIO_THIRDS, camvid, draw_crowd, draw_t
 from pipeline.core.params import MergeParams  # noqa: E402
 from pipeline.dataset.consensus import estimate_annotator_models, majority_vote, staple, weighted_vote  # noqa: E402
 from pipeline.dataset.crowd_corrections import estimate_corrected  # noqa: E402
+from pipeline.dataset.edge_offsets import image_edges  # noqa: E402
 from pipeline.dataset.metrics import confusion_matrix  # noqa: E402
 from pipeline.demo.crowd import class_pairs, simulate_annotator  # noqa: E402
 
@@ -58,17 +61,32 @@ VARIANTS = {
     "ds_banded": {"corrections": (), "thresholds": (2, 4)},
     "ds_zones": {"corrections": (), "thresholds": (2, 4), "zones": True},
     "ds_corrected": {},
-    "default": {
+    "labels_only": {
         "corrections": DEFAULTS.corrections,
         "thresholds": DEFAULTS.bands[0],
         "zones": DEFAULTS.bands[1],
     },
 }
+VARIANTS["default"] = {**VARIANTS["labels_only"], "with_images": True}
 
 
-def default_models(tasks, num_classes: int):
-    """The models merge estimates with its default params, over ``tasks`` ({annotator: (H, W) uint8})."""
-    return estimate_corrected(tasks, num_classes, **VARIANTS["default"])
+def default_models(tasks, num_classes: int, images=None, **options):
+    """The models merge estimates with its default params, over ``tasks`` ({annotator: (H, W) uint8});
+    with ``images`` ((H, W, 3) uint8 RGB, one per task) boundary offsets are measured against their edges."""
+    return corrected_models(tasks, num_classes, images, **VARIANTS["default"], **options)
+
+
+def corrected_models(tasks, num_classes: int, images=None, *, with_images: bool = False, **options):
+    """estimate_corrected over ``tasks``; the images' edge maps are computed as the estimation asks."""
+    if not (with_images and images):
+        return estimate_corrected(tasks, num_classes, **options)
+    return estimate_corrected(
+        range(len(tasks)),
+        num_classes,
+        load=tasks.__getitem__,
+        edges=lambda i: image_edges(images[i]),
+        **options,
+    )
 
 
 # The fixed five-annotator crowd of bench/camvid.py (training on crowd labels).
@@ -146,7 +164,7 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
     vote_models, vote_fit = timed(lambda: estimate_annotator_models(tasks, c, iterations=5))
     rows["vote"] = {**score(truths, tasks, lambda t: weighted_vote(t, vote_models), c), "fit": vote_fit}
     for key, options in VARIANTS.items():
-        models, fit = timed(lambda o=options: estimate_corrected(tasks, c, iterations=10, **o))
+        models, fit = timed(lambda o=options: corrected_models(tasks, c, data.images, iterations=10, **o))
         rows[key] = {**score(truths, tasks, lambda t, m=models: m.vote(t)[0], c), "fit": fit}
     if staple_images:
         rows["staple"] = score(truths[:staple_images], tasks[:staple_images], lambda t: staple(t, c), c)
@@ -166,7 +184,7 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
     }
 
 
-COLUMNS = ("vote", "ds_plain", "ds_banded", "ds_zones", "ds_corrected")
+COLUMNS = ("vote", "ds_plain", "ds_banded", "ds_zones", "ds_corrected", "labels_only")
 
 
 def print_cell(r: dict) -> None:
@@ -213,9 +231,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 HEADER = (
     "| data | seed | n | featured | best single | argmax | majority (undecided) | vote | ds plain | ds banded "
-    "| ds zones | ds corrected | staple | **default** | default - argmax | default - best | default ms wall / CPU "
+    "| ds zones | ds corrected | labels only | staple | **default** | default - argmax | default - best | default ms wall / CPU "
     "| estimation CPU ms | floors |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

@@ -1,5 +1,9 @@
 """The crowds of the consensus benchmark: error profiles, crowds drawn from a seed, the two data sets.
 
+Both data sets come with their images (CamVid's photographs; for the vessels, generated
+fundus-like pictures: pipeline.demo.thin_structures.vessel_image), which the default merge
+measures boundary offsets against.
+
 A cell of the matrix is (data set, crowd size n, featured profile p). Its crowd holds one
 annotator of profile p and n - 1 annotators of other profiles drawn without replacement from
 the seed, so every crowd mixes different kinds of error; each annotator's severity is drawn
@@ -28,7 +32,7 @@ import numpy as np
 
 from pipeline.demo.crowd import class_pairs, simulate_annotator
 from pipeline.demo.thin_structures import CLASSES as THIN_CLASSES
-from pipeline.demo.thin_structures import vessel_map
+from pipeline.demo.thin_structures import vessel_image, vessel_map
 
 PROFILES = ("expert", "bias", "jitter", "misser", "swapper", "spammer", "partial")
 CAMVID_PAIRS = [("Road", "Pavement"), ("Pedestrian", "Bicyclist"), ("Pole", "SignSymbol"), ("Fence", "Building")]
@@ -42,6 +46,7 @@ class DataSet:
     truths: list[np.ndarray]  # (H, W) uint8, 255 = void
     pairs: dict[int, int]  # swapper: class -> related class
     background: list[int] = field(default_factory=list)  # classes a misser never misses
+    images: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 RGB, one per truth
 
 
 def camvid(root: Path, images: int, seed: int) -> DataSet | None:
@@ -53,20 +58,22 @@ def camvid(root: Path, images: int, seed: int) -> DataSet | None:
     names = [c["name"] for c in meta["classes"] if c["id"] != void]
     files = [p for split in ("trainannot", "valannot") for p in sorted((root / split).glob("*.png"))]
     chosen = np.random.default_rng([seed, 1]).permutation(len(files))[:images]
-    truths = []
+    truths, images = [], []
     for i in sorted(chosen):
         label = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
         label[label == void] = 255
         truths.append(label)
-    return DataSet(
-        "camvid", names, truths, class_pairs(CAMVID_PAIRS, names), [names.index(n) for n in CAMVID_BACKGROUND]
-    )
+        picture = files[i].parent.parent / files[i].parent.name.removesuffix("annot") / files[i].name
+        images.append(cv2.cvtColor(cv2.imread(str(picture)), cv2.COLOR_BGR2RGB))
+    pairs, background = class_pairs(CAMVID_PAIRS, names), [names.index(n) for n in CAMVID_BACKGROUND]
+    return DataSet("camvid", names, truths, pairs, background, images)
 
 
 def thin(images: int, seed: int) -> DataSet:
-    """``images`` generated 480x360 vessel maps (background, artery, vein)."""
+    """``images`` generated 480x360 vessel maps (background, artery, vein) and their pictures."""
     truths = [vessel_map(np.random.default_rng([seed, 2, i])) for i in range(images)]
-    return DataSet("thin", list(THIN_CLASSES), truths, {1: 2, 2: 1}, [0])
+    pictures = [vessel_image(t, np.random.default_rng([seed, 3, i])) for i, t in enumerate(truths)]
+    return DataSet("thin", list(THIN_CLASSES), truths, {1: 2, 2: 1}, [0], pictures)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ Shapes: H, W label maps; C classes. Deterministic.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -98,25 +98,38 @@ def regrow(label_map: np.ndarray, radius: int, num_classes: int) -> np.ndarray:
     return out
 
 
+REFERENCES = ("image_edges", "consensus")
+
+
 @dataclass(frozen=True)
 class RarityOffsets:
-    """Per annotator: raw signed offset (px, rarer over commoner) and the applied correction radius."""
+    """Per annotator: raw signed offset (px, rarer over commoner), the applied correction radius
+    and what the offset was measured against (one of REFERENCES; consensus when not given)."""
 
     raw: Mapping[str, float]
     radius: Mapping[str, int]
+    reference: Mapping[str, str] = field(default_factory=dict)
 
     def correct(self, annotator: str, label_map: np.ndarray, num_classes: int) -> np.ndarray:
         return regrow(label_map, -self.radius.get(annotator, 0), num_classes)
 
     def to_dict(self) -> dict:
         return {
-            a: {"offset_px": round(self.raw[a], 3), "correction_px": -self.radius.get(a, 0)} for a in sorted(self.raw)
+            a: {
+                "offset_px": round(self.raw[a], 3),
+                "correction_px": -self.radius.get(a, 0),
+                "reference": self.reference.get(a, "consensus"),
+            }
+            for a in sorted(self.raw)
         }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> RarityOffsets:
         raw = {str(a): float(v["offset_px"]) for a, v in data.items()}
-        return cls(raw, {str(a): -int(v["correction_px"]) for a, v in data.items()})
+        reference = {str(a): str(v.get("reference", "consensus")) for a, v in data.items()}
+        if not set(reference.values()) <= set(REFERENCES):
+            raise ValueError(f"boundary offset reference must be one of {REFERENCES}, got {sorted(reference.values())}")
+        return cls(raw, {str(a): -int(v["correction_px"]) for a, v in data.items()}, reference)
 
 
 def shift_sums(
@@ -155,11 +168,14 @@ def rarity_offsets(
     min_accuracy: float = MIN_ACCURACY,
     max_radius: int = MAX_RADIUS,
     dead_zone: float = DEAD_ZONE,
+    measured: Mapping[str, float] | None = None,
 ) -> RarityOffsets:
     """Each annotator's r over the project: the residual summed from ``per_task`` (measured on maps
     corrected by ``current``) plus the radius ``current`` applied.
 
-    |r| < ``dead_zone`` + 0.5 rounds to no correction (the prior that offset 0 is likeliest)."""
+    |r| < ``dead_zone`` + 0.5 rounds to no correction (the prior that offset 0 is likeliest).
+    ``measured``: {annotator: r} measured against the image's edges (pipeline.dataset.edge_offsets);
+    these are kept as they are and rounded to the nearest px, whatever their modelled accuracy."""
     area: dict[str, float] = {}
     length: dict[str, float] = {}
     for sums in per_task:
@@ -173,6 +189,13 @@ def rarity_offsets(
             continue
         r = area[a] / max(length[a], 1.0) + (current.radius.get(a, 0) if current else 0)
         raw[a] = r
-        magnitude = max(abs(r) - dead_zone, 0.0)
-        radius[a] = int(np.sign(r) * min(np.floor(magnitude + 0.5), max_radius))
-    return RarityOffsets(raw, radius)
+        radius[a] = _rounded(r, dead_zone, max_radius)
+    measured = dict(measured or {})
+    for a, r in measured.items():
+        raw[a], radius[a] = r, _rounded(r, 0.0, max_radius)
+    return RarityOffsets(raw, radius, {a: "image_edges" if a in measured else "consensus" for a in raw})
+
+
+def _rounded(offset: float, dead_zone: float, max_radius: int) -> int:
+    magnitude = max(abs(offset) - dead_zone, 0.0)
+    return int(np.sign(offset) * min(np.floor(magnitude + 0.5), max_radius))

@@ -10,8 +10,11 @@ pixels out. Both are undone on each annotator's map before the vote:
    against the object.
 2. Boundary offsets (pipeline.dataset.boundary_offsets, one signed radius per annotator): an
    annotator whose rarer classes reach consistently into the commoner ones (a fat brush) or fall
-   short has their map eroded or dilated back by the rounded offset, measured against the
-   leave-one-out consensus; |offset| < 1 px is taken as 0.
+   short has their map eroded or dilated back by the rounded offset. Where the images are at
+   hand (``edges``), the offset is measured against the images' own edges
+   (pipeline.dataset.edge_offsets): that needs no other annotator to be right. Otherwise, and
+   for annotators whose boundaries follow no edges, against the leave-one-out consensus, where
+   |offset| < 1 px is taken as 0.
 
 Both are estimated over the project (images with at least three annotators: two alone do not
 say which one is right), then the soft-EM Dawid-Skene models are estimated on the corrected maps
@@ -32,6 +35,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.dataset.boundary_offsets import DEAD_ZONE, RarityOffsets, rarity_offsets, shift_sums
 from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote, estimate_models
 from pipeline.dataset.edge_bands import banded_tuples, check_bands
+from pipeline.dataset.edge_offsets import edge_sums, image_offsets
 from pipeline.dataset.object_misses import MissModel, drop_misses, miss_counts, miss_model, summed_counts
 
 CORRECTIONS = ("missed_objects", "boundary_offsets")
@@ -108,6 +112,12 @@ def _shifts_of(item, load, corrections, num_classes: int, models: BandedModels):
     return shift_sums(task, num_classes, models) if len(task) >= MIN_ANNOTATORS else {}
 
 
+def _edge_sums_of(item, load, edges, corrections, num_classes: int):
+    task = _loaded(item, load, corrections)
+    image = edges(item) if len(task) >= MIN_ANNOTATORS else None
+    return edge_sums(task, image, num_classes) if image is not None else {}
+
+
 def estimate_corrected(
     items: Sequence,
     num_classes: int,
@@ -121,6 +131,7 @@ def estimate_corrected(
     rounds: int = 2,
     dead_zone: float = DEAD_ZONE,
     every_task: Callable[[], Iterable] | None = None,
+    edges: Callable[[object], np.ndarray | None] | None = None,
 ) -> CorrectedModels:
     """Corrections and Dawid-Skene models of a project.
 
@@ -130,7 +141,9 @@ def estimate_corrected(
     the bands of the models (pipeline.dataset.edge_bands). every_task: when the corrections are
     estimated on a sample (``items``), a callable giving all the project's items (same kind), on
     which the final models are estimated in one more pass: each annotator's models come from all
-    their tasks."""
+    their tasks. edges(item) -> the (H, W) float32 edge map of the item's image
+    (``edge_offsets.image_edges``), or None where there is none: boundary offsets are then measured
+    against the images' edges (pipeline.dataset.edge_offsets)."""
     unknown = sorted(set(corrections) - set(CORRECTIONS))
     if unknown:
         raise PipelineError(f"unknown corrections {unknown}; valid: {', '.join(CORRECTIONS)}")
@@ -154,12 +167,26 @@ def estimate_corrected(
             models = fit(current)
     final = bool(thresholds) or every_task is not None  # one more fit follows the corrections
     if "boundary_offsets" in corrections:
-        for round_ in range(rounds):
+        measured = {}
+        if edges is not None:
+            work = partial(_edge_sums_of, load=load, edges=edges, corrections=current, num_classes=num_classes)
+            measured = image_offsets(mapper(work, items))
+        offsets = rarity_offsets((), models, measured=measured)
+        current = Corrections(num_classes, current.misses, offsets)
+        # the consensus measures the rest, on maps whose image-measured offsets are undone
+        rest = set(models.confusion) - set(measured)
+        for round_ in range(rounds if rest else 0):
+            if round_ == 0 and measured:
+                models = fit(current)
             work = partial(_shifts_of, load=load, corrections=current, num_classes=num_classes, models=models)
-            offsets = rarity_offsets(mapper(work, items), models, current.offsets, dead_zone=dead_zone)
+            offsets = rarity_offsets(
+                mapper(work, items), models, current.offsets, dead_zone=dead_zone, measured=measured
+            )
             current = Corrections(num_classes, current.misses, offsets)
             if round_ < rounds - 1 or not final:
                 models = fit(current)
+        if not rest and not final:
+            models = fit(current)
     if final:
         models = fit(current, thresholds, every_task() if every_task is not None else None)
     return CorrectedModels(current, models)

@@ -52,3 +52,26 @@ def vessel_map(
                 branch = _curve(rng, height, width, start=origin, heading=rng.uniform(0, 2 * np.pi))
                 cv2.polylines(label, [branch], False, cls, max(min_width, thickness - 1), lineType=cv2.LINE_8)
     return label
+
+
+def vessel_image(label: np.ndarray, rng: np.random.Generator | int | None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB picture of a vessel ``label`` map, like a fundus photograph.
+
+    Reddish background under uneven illumination and a faint texture; arteries (1) a little
+    darker than the background, veins (2) darker still; the optics blur every edge (Gaussian,
+    sigma 0.6-1.0 px) and the sensor adds noise (std 3-7 grey levels): vessel edges are there,
+    never sharp or clean."""
+    rng = np.random.default_rng(rng)
+    height, width = label.shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
+    falloff = 1.0 - 0.45 * (((xx - cx) / width) ** 2 + ((yy - cy) / height) ** 2) * 4
+    texture = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 6) * 25
+    base = np.array([200.0, 95.0, 45.0], np.float32) * rng.uniform(0.85, 1.1)
+    depth = np.zeros((height, width), np.float32)
+    depth[label == 1] = rng.uniform(0.22, 0.32)
+    depth[label == 2] = rng.uniform(0.35, 0.5)
+    depth = cv2.GaussianBlur(depth, (0, 0), rng.uniform(0.6, 1.0))
+    image = base[None, None] * (falloff * (1.0 - depth))[..., None] + texture[..., None] * 0.3
+    image += rng.normal(0, rng.uniform(3, 7), image.shape).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)

@@ -35,7 +35,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.dataset.boundary_offsets import DEAD_ZONE, RarityOffsets, rarity_offsets, shift_sums
 from pipeline.dataset.dawid_skene import BandedModels, dawid_skene_vote, estimate_models
 from pipeline.dataset.edge_bands import banded_tuples, check_bands
-from pipeline.dataset.edge_offsets import edge_sums, image_offsets
+from pipeline.dataset.edge_offsets import EdgeEvidence, edge_evidence, edge_sums
 from pipeline.dataset.object_misses import MissModel, drop_misses, miss_counts, miss_model, summed_counts
 
 CORRECTIONS = ("missed_objects", "boundary_offsets")
@@ -149,28 +149,40 @@ def estimate_corrected(
         raise PipelineError(f"unknown corrections {unknown}; valid: {', '.join(CORRECTIONS)}")
     items, thresholds = list(items), check_bands(thresholds, num_classes)
 
-    def fit(current: Corrections, bands: tuple[int, ...] = (), source: Iterable | None = None) -> BandedModels:
+    evidence = EdgeEvidence({}, {})
+
+    def fit(
+        current: Corrections, bands: tuple[int, ...] = (), source: Iterable | None = None, weighted: bool = False
+    ) -> BandedModels:
         work = partial(
             _tuples_of, load=load, corrections=current, num_classes=num_classes, thresholds=bands, zones=zones
         )
         tables = [t for t in mapper(work, items if source is None else source) if t is not None]
-        return estimate_models(tables, num_classes, bands, iterations=iterations, zones=zones and bool(bands))
+        return estimate_models(
+            tables,
+            num_classes,
+            bands,
+            iterations=iterations,
+            zones=zones and bool(bands),
+            start_weights=evidence.start_weights() if weighted else None,
+        )
 
     # The corrections are estimated against plain one-confusion models (fewer parameters to
     # lock in an early wrong consensus); the bands enter the final models only.
     current = Corrections(num_classes)
+    if edges is not None:
+        work = partial(_edge_sums_of, load=load, edges=edges, corrections=current, num_classes=num_classes)
+        evidence = edge_evidence(mapper(work, items))
     models = fit(current)
     if "missed_objects" in corrections:
         counts = mapper(partial(_misses_of, load=load, num_classes=num_classes), items)
         current = Corrections(num_classes, miss_model(summed_counts(counts), models))
         if current.misses.drop:
             models = fit(current)
-    final = bool(thresholds) or every_task is not None  # one more fit follows the corrections
+    # one more fit follows the corrections: with the bands, on every task, from the weighted start
+    final = bool(thresholds) or every_task is not None or bool(evidence.fidelity)
     if "boundary_offsets" in corrections:
-        measured = {}
-        if edges is not None:
-            work = partial(_edge_sums_of, load=load, edges=edges, corrections=current, num_classes=num_classes)
-            measured = image_offsets(mapper(work, items))
+        measured = dict(evidence.offsets)
         offsets = rarity_offsets((), models, measured=measured)
         current = Corrections(num_classes, current.misses, offsets)
         # the consensus measures the rest, on maps whose image-measured offsets are undone
@@ -188,7 +200,10 @@ def estimate_corrected(
         if not rest and not final:
             models = fit(current)
     if final:
-        models = fit(current, thresholds, every_task() if every_task is not None else None)
+        # Only this fit starts from the edge-fidelity-weighted vote: the corrections are
+        # estimated against models started from a plain majority, since fidelity says where an
+        # annotator draws boundaries, not whether they miss or swap objects.
+        models = fit(current, thresholds, every_task() if every_task is not None else None, weighted=True)
     return CorrectedModels(current, models)
 
 

@@ -191,6 +191,7 @@ def estimate_models(
     min_annotators: int = 3,
     tol: float = 1e-3,
     zones: bool = False,
+    start_weights: Mapping[str, float] | None = None,
 ) -> BandedModels:
     """Every annotator's (banded) confusion, estimated over all their tasks by soft EM.
 
@@ -199,6 +200,9 @@ def estimate_models(
     counts against a plain majority (a tie shares the pixel between the tied classes); each
     later pass against the posterior of the previous models. Deterministic: no random start.
     zones: the bands are boundary zones (``edge_bands.zone_map``), the class prior one per zone.
+    start_weights: {annotator: weight of their vote in pass 0}, relative to the largest
+    (pipeline.dataset.edge_offsets.EdgeEvidence); an annotator not in it weighs like the largest.
+    None: one vote each.
     """
     thresholds = check_bands(thresholds, num_classes)
     if iterations < 0 or smoothing <= 0:
@@ -216,7 +220,7 @@ def estimate_models(
         return BandedModels(num_classes, thresholds, {}, prior, smoothing, zones=zones)
     models = None
     for done in range(iterations + 1):
-        new = _pass(project, num_classes, thresholds, models, smoothing, done + 1, zones)
+        new = _pass(project, num_classes, thresholds, models, smoothing, done + 1, zones, start_weights)
         if models is not None and _max_change(models, new) <= tol:
             return replace(new, converged=True)
         models = new
@@ -231,13 +235,19 @@ def _pass(
     smoothing: float,
     passes: int,
     zones: bool = False,
+    start_weights: Mapping[str, float] | None = None,
 ) -> BandedModels:
-    """Posterior of every combination under ``models`` (majority if None), then expected counts."""
+    """Posterior of every combination under ``models`` (a vote weighted by ``start_weights`` if
+    None), then expected counts."""
     c, bands, n = num_classes, len(thresholds) + 1, len(project.annotators)
     alphabet = c * bands
     if models is None:  # one vote per labelled code, for its class
         vote = np.vstack([np.repeat(np.eye(c), bands, axis=0), np.zeros((1, c))])
-        evidence = np.stack([vote] * n + [np.zeros((alphabet + 1, c))])
+        weights = np.ones(n)
+        top = max(start_weights.values(), default=0.0) if start_weights else 0.0
+        if top > 0:  # the most faithful annotator's vote weighs 1
+            weights = np.array([start_weights.get(a, top) / top for a in project.annotators])
+        evidence = np.stack([w * vote for w in weights] + [np.zeros((alphabet + 1, c))])
     else:
         evidence = np.stack([models.evidence(a) for a in project.annotators] + [np.zeros((alphabet + 1, c))])
     class_counts, confusion = np.zeros((bands, c) if zones else c), np.zeros(n * alphabet * c)

@@ -9,6 +9,12 @@ strength along the shifted map's class boundaries peaks where they sit on the im
 Summed over the project, the peak's sub-pixel position is minus the annotator's offset: a brush
 1 px too fat peaks at s = -1. Random boundary noise flattens the profile but does not move it.
 
+How sharp the peak stands over the image's mean gradient (under the pixels the annotator
+labelled) says how closely their boundaries follow the edges at all: ``edge_fidelity``. A careful
+annotator's stands high, a wobbly one's lower, a spammer's not at all; Dawid-Skene starts from a
+vote weighted by it, so where two annotators' boundaries disagree and nobody else is reliable,
+the one who follows the image is believed first.
+
 An annotator whose profile has no clear peak inside the shifts (spammers, labels that follow no
 edges, images without contrast) gets no image-based offset; the consensus-based estimate
 (``boundary_offsets``) is used for them instead.
@@ -19,6 +25,7 @@ Shapes: H, W image and label map; C classes; S shifts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -29,7 +36,9 @@ SHIFTS = tuple(range(-4, 5))  # px; a peak at either end is not located
 MIN_PROMINENCE = 1.15  # peak strength over the profile's median: below, the edges do not say
 MIN_BOUNDARY = 2000  # boundary pixel pairs at shift 0 over the project, below: too little to measure
 
-EdgeSums = dict[str, np.ndarray]  # annotator -> (S, 2) summed edge strength and boundary pairs
+# annotator -> (S + 1, 2): summed edge strength and boundary pairs per shift; last row, summed
+# edge strength and count of the pixels they labelled
+EdgeSums = dict[str, np.ndarray]
 
 
 def image_edges(rgb: np.ndarray) -> np.ndarray:
@@ -68,18 +77,39 @@ def edge_profile(label_map: np.ndarray, edges: np.ndarray, num_classes: int) -> 
 
 
 def edge_sums(task: Mapping[str, np.ndarray], edges: np.ndarray, num_classes: int) -> EdgeSums:
-    """{annotator: (S, 2) profile} of one image's maps ({annotator: (H, W) uint8})."""
-    return {a: edge_profile(m, edges, num_classes) for a, m in task.items()}
+    """{annotator: (S + 1, 2) profile and baseline} of one image's maps ({annotator: (H, W) uint8})."""
+    out = {}
+    for a, m in task.items():
+        labelled = m < num_classes
+        baseline = (float(edges[labelled].sum()), float(np.count_nonzero(labelled)))
+        out[a] = np.vstack([edge_profile(m, edges, num_classes), baseline])
+    return out
 
 
-def peak_offset(profile: np.ndarray) -> float | None:
-    """The offset (px, rarer over commoner positive) a summed (S, 2) profile says, or None when it
-    has no clear peak inside SHIFTS."""
-    profile = np.asarray(profile, np.float64)
-    centre = SHIFTS.index(0)
-    if profile[centre, 1] < MIN_BOUNDARY or (profile[:, 1] <= 0).any():
+def _strength(sums: np.ndarray) -> np.ndarray | None:
+    """(S,) mean edge strength per shift of a summed (S + 1, 2) profile; None if too little boundary."""
+    profile = np.asarray(sums, np.float64)[: len(SHIFTS)]
+    if profile[SHIFTS.index(0), 1] < MIN_BOUNDARY or (profile[:, 1] <= 0).any():
         return None
-    strength = profile[:, 0] / profile[:, 1]
+    return profile[:, 0] / profile[:, 1]
+
+
+def edge_fidelity(sums: np.ndarray) -> float | None:
+    """Peak boundary edge strength over the mean strength under the labelled pixels, of a summed
+    (S + 1, 2) profile: about 1 for boundaries that follow no edge; None if too little boundary."""
+    strength = _strength(sums)
+    total, count = np.asarray(sums, np.float64)[len(SHIFTS)]
+    if strength is None or total <= 0:
+        return None
+    return float(strength.max() / (total / count))
+
+
+def peak_offset(sums: np.ndarray) -> float | None:
+    """The offset (px, rarer over commoner positive) a summed (S + 1, 2) profile says, or None when
+    it has no clear peak inside SHIFTS."""
+    strength = _strength(sums)
+    if strength is None:
+        return None
     top = int(np.argmax(strength))
     if top in (0, len(SHIFTS) - 1) or strength[top] < MIN_PROMINENCE * float(np.median(strength)):
         return None
@@ -89,11 +119,27 @@ def peak_offset(profile: np.ndarray) -> float | None:
     return -(SHIFTS[top] + float(np.clip(step, -0.5, 0.5)))
 
 
-def image_offsets(per_task: Iterable[EdgeSums]) -> dict[str, float]:
-    """{annotator: offset px} over the project, for the annotators whose summed profile peaks clearly."""
+@dataclass(frozen=True)
+class EdgeEvidence:
+    """What the images say of each annotator: offset (px) where their profile peaks clearly, and
+    edge fidelity where they drew enough boundary."""
+
+    offsets: Mapping[str, float]
+    fidelity: Mapping[str, float]
+
+    def start_weights(self) -> dict[str, float]:
+        """{annotator: weight of their vote in the first Dawid-Skene pass}: log fidelity, at least 0."""
+        return {a: max(float(np.log(f)), 0.0) for a, f in self.fidelity.items()}
+
+
+def edge_evidence(per_task: Iterable[EdgeSums]) -> EdgeEvidence:
+    """Each annotator's offset and fidelity over the project, from every task's ``edge_sums``."""
     summed: dict[str, np.ndarray] = {}
     for sums in per_task:
         for a, profile in sums.items():
             summed[a] = summed.get(a, 0) + np.asarray(profile, np.float64)
     offsets = {a: peak_offset(p) for a, p in sorted(summed.items())}
-    return {a: r for a, r in offsets.items() if r is not None}
+    fidelity = {a: edge_fidelity(p) for a, p in sorted(summed.items())}
+    return EdgeEvidence(
+        {a: r for a, r in offsets.items() if r is not None}, {a: f for a, f in fidelity.items() if f is not None}
+    )

@@ -124,6 +124,12 @@ STAGES: tuple[Stage, ...] = (
             Option("out", "Folder of consensus label maps (data/labels)."),
             Option("report", "agreement.json to write."),
             SCHEDULER,
+            Option(
+                "images",
+                "Image folder written by pull: boundary offsets measured against the images' edges.",
+                required=False,
+                keyword="images_dir",
+            ),
         ),
         "Merge the annotators of each task into one consensus label map; write agreement figures.",
         classes_from="annotations",

@@ -65,10 +65,12 @@ class Corrections:
 
 @dataclass(frozen=True)
 class CorrectedModels:
-    """Corrections and the Dawid-Skene models of the corrected maps."""
+    """Corrections and the Dawid-Skene models of the corrected maps; edge_fidelity {annotator:
+    fidelity} where the images were measured (pipeline.dataset.edge_offsets)."""
 
     corrections: Corrections
     models: BandedModels
+    edge_fidelity: Mapping[str, float] = field(default_factory=dict)
 
     def vote(self, task: Maps, undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray]:
         """Consensus (H, W) uint8 and confidence (H, W) float32 of one image."""
@@ -79,6 +81,7 @@ class CorrectedModels:
             **self.models.to_dict(),
             "missed_objects": self.corrections.misses.to_dict(),
             "boundary_offsets": self.corrections.offsets.to_dict(),
+            "edge_fidelity": {a: round(f, 4) for a, f in sorted(self.edge_fidelity.items())},
         }
 
     @classmethod
@@ -86,10 +89,11 @@ class CorrectedModels:
         try:
             misses = MissModel.from_dict(data["missed_objects"])
             offsets = RarityOffsets.from_dict(data["boundary_offsets"])
-        except (KeyError, TypeError, ValueError) as exc:
+            fidelity = {str(a): float(f) for a, f in data.get("edge_fidelity", {}).items()}
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise PipelineError(f"not a CorrectedModels dict ({exc!r}); expected the keys of to_dict()") from exc
         models = BandedModels.from_dict(data)
-        return cls(Corrections(models.num_classes, misses, offsets), models)
+        return cls(Corrections(models.num_classes, misses, offsets), models, fidelity)
 
 
 def _loaded(item, load: Callable | None, corrections: Corrections | None) -> dict[str, np.ndarray]:
@@ -204,7 +208,7 @@ def estimate_corrected(
         # estimated against models started from a plain majority, since fidelity says where an
         # annotator draws boundaries, not whether they miss or swap objects.
         models = fit(current, thresholds, every_task() if every_task is not None else None, weighted=True)
-    return CorrectedModels(current, models)
+    return CorrectedModels(current, models, dict(evidence.fidelity))
 
 
 def sample_tasks(

@@ -38,7 +38,8 @@ from pipeline.artifacts.labels import CONFIDENCE_DIR, confidence_path, label_pat
 from pipeline.artifacts.reports import report_project, streamed_report
 from pipeline.core.atomic import replace_dir
 from pipeline.core.constants import IGNORE_INDEX
-from pipeline.core.errors import ParamsError, PipelineError
+from pipeline.core.errors import ImageError, ParamsError, PipelineError
+from pipeline.core.images import read_rgb
 from pipeline.core.parallel import ordered_map
 from pipeline.core.params import BaseParams, MergeParams
 from pipeline.core.taskmap import choose_backend, pack, unpack
@@ -55,6 +56,7 @@ from pipeline.dataset.crowd_corrections import MIN_ANNOTATORS, CorrectedModels, 
 from pipeline.dataset.dawid_skene import BandedModels, estimate_models
 from pipeline.dataset.decision import POLICIES
 from pipeline.dataset.edge_bands import check_bands
+from pipeline.dataset.edge_offsets import image_edges
 from pipeline.dataset.masks import decode_label_map, encode_label_map
 from pipeline.dataset.metrics import mean_pair_iou
 from pipeline.dataset.task_consensus import METHODS, banded_of, merge_tuples
@@ -234,8 +236,12 @@ def run(
     base: BaseParams,
     params: MergeParams,
     scheduler: str | None = None,
+    images_dir: Path | None = None,
 ) -> dict:
     """Merge every task of `annotations_dir` into `out_dir`; write the agreement report.
+
+    With `images_dir` (pull's image folder), the default merge measures each annotator's boundary
+    offset and edge fidelity against the images' edges (pipeline.dataset.edge_offsets).
 
     Streams: tasks are read from the index in chunks and their report entries written as they
     come, so memory does not grow with the project (only the small co-occurrence tables do).
@@ -256,7 +262,7 @@ def run(
     num_classes = len(base.names)
     project_id = report_project(validation_path).get("id")
     workers = params.workers or os.cpu_count() or 1
-    models = estimate(annotations_dir, num_classes, params, workers)
+    models = estimate(annotations_dir, num_classes, params, workers, images_dir)
     tally = Tally(num_classes)
     backend = choose_backend(scheduler, params.workers)
     with (
@@ -294,13 +300,34 @@ def zones_that_fit(params: MergeParams, num_classes: int) -> MergeParams:
     return params
 
 
-def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, workers: int):
+def task_edges(images_dir: Path, task: dict) -> np.ndarray | None:
+    """(H, W) float32 edge map of a task's image (pipeline.dataset.edge_offsets), as displayed; None
+    when the index names no image inside ``images_dir``, or it cannot be read or is not the size
+    the label maps are (then the task's boundaries are measured against the consensus only)."""
+    name = task.get("image")
+    if not isinstance(name, str) or not name:
+        return None
+    root = images_dir.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    try:
+        rgb = read_rgb(path)
+    except ImageError:
+        return None
+    return image_edges(rgb) if rgb.shape[:2] == (task["height"], task["width"]) else None
+
+
+def estimate(
+    annotations_dir: Path, num_classes: int, params: MergeParams, workers: int, images_dir: Path | None = None
+):
     """Project-wide annotator models of merge.method (None for majority and staple).
 
     validate stored each task's label co-occurrence: plain Dawid-Skene without edge bands reads
     no label map; with bands, each task's maps are rebuilt from its index map, in parallel. With
     merge.corrections, the maps of up to merge.correction_tasks tasks are read in several
-    parallel passes (pipeline.dataset.crowd_corrections), then every task's once more for the models.
+    parallel passes (pipeline.dataset.crowd_corrections), then every task's once more for the models;
+    with ``images_dir``, the sampled tasks' images too (boundary offsets and edge fidelity).
     """
     if params.method == "vote":
         tables = (
@@ -323,6 +350,7 @@ def estimate(annotations_dir: Path, num_classes: int, params: MergeParams, worke
             iterations=params.iterations,
             # only tasks with three or more annotators teach the models: the others' maps stay unread
             every_task=lambda: (t for t in iter_index(annotations_dir) if len(t["maps"]) >= MIN_ANNOTATORS),
+            edges=partial(task_edges, images_dir) if images_dir is not None else None,
         )
     if params.method == "dawid_skene":
         work = partial(
@@ -356,9 +384,14 @@ def correction_figures(models, annotator: str, names: list[str]) -> dict:
         return {}
     offsets = models.corrections.offsets
     missed = sorted({names[k] for a, _, k in models.corrections.misses.order if a == annotator})
+    fidelity = models.edge_fidelity.get(annotator)
     return {
         "estimated_boundary_offset_px": _round(offsets.raw[annotator]) if annotator in offsets.raw else None,
+        "boundary_offset_reference": offsets.reference.get(annotator, "consensus")
+        if annotator in offsets.raw
+        else None,
         "boundary_correction_px": -offsets.radius.get(annotator, 0),
+        "edge_fidelity": None if fidelity is None else _round(fidelity),
         "missed_object_classes": missed,
     }
 

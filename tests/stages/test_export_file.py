@@ -62,6 +62,7 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
         tmp_path / "agreement.json",
         BASE,
         MergeParams(workers=2),
+        images_dir=tmp_path / "images",
     )
     assert summary["tasks"] == 120 and len(list((tmp_path / "labels").glob("*.png"))) == 120
     assert len(list((tmp_path / "labels" / "confidence").glob("*.png"))) == 120
@@ -71,6 +72,9 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
     offsets = {a["email"]: a["boundary_offset_px"] for a in agreement["annotators"].values()}
     assert offsets["good@example.com"] < offsets["sloppy@example.com"]  # wobbly edges lie further off
     assert agreement["summary"]["corrections"] == ["missed_objects", "boundary_offsets"]
+    people = {a["email"]: a for a in agreement["annotators"].values()}
+    assert people["good@example.com"]["boundary_offset_reference"] == "image_edges"
+    assert people["good@example.com"]["edge_fidelity"] > people["sloppy@example.com"]["edge_fidelity"]
     undone = {a["email"]: a["missed_object_classes"] for a in agreement["annotators"].values()}
     assert undone["misser@example.com"] and not undone["good@example.com"]
     entries = agreement["tasks"].values()
@@ -114,3 +118,20 @@ def test_malformed_export_items_get_one_clear_error_each(tmp_path: Path) -> None
     )
     assert report[3]["fate"] == "rejected" and "'annotations' is a str, not a list" in report[3]["reason"]
     assert counts["annotations"] == 3 and counts["tasks"] == 2
+
+
+def test_task_edges_read_only_the_task_image_inside_the_image_folder(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    picture = np.zeros((6, 8, 3), np.uint8)
+    picture[:, 4:] = 200
+    cv2.imwrite(str(images / "a.png"), picture)
+    cv2.imwrite(str(tmp_path / "outside.png"), picture)
+    task = {"image": "a.png", "height": 6, "width": 8}
+    edges = merge.task_edges(images, task)
+    assert edges.shape == (6, 8) and edges[:, 3:5].min() > 0 and edges[:, 0].max() == 0
+    for hostile in ("../outside.png", str(tmp_path / "outside.png"), "missing.png", None, 7, ""):
+        assert merge.task_edges(images, {**task, "image": hostile}) is None
+    assert merge.task_edges(images, {**task, "height": 7}) is None  # not the label maps' size
+    (images / "junk.png").write_bytes(b"not an image")
+    assert merge.task_edges(images, {**task, "image": "junk.png"}) is None

@@ -70,10 +70,14 @@ def read_truths(root: Path, split: str, void: int, limit: int | None) -> list[tu
     return pairs
 
 
-def crowd_labels(truths: list[np.ndarray], names: list[str], seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The project consensus of the simulated crowd and its uint8 confidence maps, one per truth."""
+def crowd_labels(
+    truths: list[np.ndarray], names: list[str], seed: int, images: list[Path] | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The project consensus of the simulated crowd and its uint8 confidence maps, one per truth;
+    with ``images`` (one per truth), boundary offsets are measured against their edges as merge does."""
     tasks = simulate_crowd(truths, names, seed, jitter=0.5)
-    models = default_models(tasks, len(names))
+    pictures = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images] if images else None
+    models = default_models(tasks, len(names), pictures)
     merged = [
         merge_tuples(*pixel_keys(task, len(names)), truth.shape, "dawid_skene", models)
         for task, truth in zip(tasks, truths)
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
     truths = [t for _, t in train_pairs]
     start = time.perf_counter()
     if args.labels == "crowd":
-        labels, confidences = crowd_labels(truths, names, args.seed)
+        labels, confidences = crowd_labels(truths, names, args.seed, [p for p, _ in train_pairs])
     else:
         labels, confidences = truths, [np.full(t.shape, 255, np.uint8) for t in truths]
     cm = sum(confusion_matrix(t, lab, len(names)) for t, lab in zip(truths, labels))

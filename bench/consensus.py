@@ -231,8 +231,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 HEADER = (
     "| data | seed | n | featured | best single | argmax | majority (undecided) | vote | ds plain | ds banded "
-    "| ds zones | ds corrected | labels only | staple | **default** | default - argmax | default - best | default ms wall / CPU "
-    "| estimation CPU ms | floors |\n"
+    "| ds zones | ds corrected | labels only | staple | **default** | default - argmax | default - best "
+    "| default ms wall / CPU | estimation CPU ms | floors |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 

@@ -183,7 +183,8 @@ def estimate_corrected(
         current = Corrections(num_classes, miss_model(summed_counts(counts), models))
         if current.misses.drop:
             models = fit(current)
-    # one more fit follows the corrections: with the bands, on every task, from the weighted start
+    # one more fit follows the corrections (with the bands, on every task, from the weighted
+    # start); with image offsets it always does, so the rounds below may skip their last fit
     final = bool(thresholds) or every_task is not None or bool(evidence.fidelity)
     if "boundary_offsets" in corrections:
         measured = dict(evidence.offsets)
@@ -201,8 +202,6 @@ def estimate_corrected(
             current = Corrections(num_classes, current.misses, offsets)
             if round_ < rounds - 1 or not final:
                 models = fit(current)
-        if not rest and not final:
-            models = fit(current)
     if final:
         # Only this fit starts from the edge-fidelity-weighted vote: the corrections are
         # estimated against models started from a plain majority, since fidelity says where an

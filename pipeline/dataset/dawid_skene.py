@@ -241,7 +241,7 @@ def _pass(
     None), then expected counts."""
     c, bands, n = num_classes, len(thresholds) + 1, len(project.annotators)
     alphabet = c * bands
-    if models is None:  # one vote per labelled code, for its class
+    if models is None:  # a vote per labelled code, for its class, weighing the annotator's start weight
         vote = np.vstack([np.repeat(np.eye(c), bands, axis=0), np.zeros((1, c))])
         weights = np.ones(n)
         top = max(start_weights.values(), default=0.0) if start_weights else 0.0

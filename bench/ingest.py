@@ -113,7 +113,7 @@ def stage_commands(params: Path, *options: str) -> list[list[str]]:
         [*run, "validate", "--raw", "raw", "--images", "images", "--out", "annotations", "--report", "validation.json"]
         + common,
         [*run, "merge", "--annotations", "annotations", "--validation", "validation.json", "--out", "labels"]
-        + ["--report", "agreement.json", *common],
+        + ["--report", "agreement.json", "--images", "images", *common],
     ]
 
 

@@ -5,7 +5,9 @@ Methods (merge.method):
             confusion per zone of distance from the nearest edge anyone drew (merge.boundary_zones)
             or per band of distance from their own edges (merge.edge_bands;
             pipeline.dataset.dawid_skene), on maps with each annotator's missed objects and
-            boundary offset undone first (merge.corrections; pipeline.dataset.crowd_corrections)
+            boundary offset undone first (merge.corrections; pipeline.dataset.crowd_corrections),
+            the offsets measured against the images' edges when --images is given
+            (pipeline.dataset.edge_offsets)
   vote      weighted per-pixel vote: each annotator's confusion matrix (how they label each true
             class) is estimated over the whole project (consensus -> agreement with it ->
             annotator models, repeated; Dawid-Skene), and each pixel takes the most likely class

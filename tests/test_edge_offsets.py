@@ -128,6 +128,7 @@ def test_image_edges_undo_the_offset_the_labels_alone_cannot_place():
     restored = CorrectedModels.from_dict(with_images.to_dict())
     assert restored.corrections.offsets.reference == offsets.reference
     assert restored.edge_fidelity == pytest.approx(with_images.edge_fidelity, abs=1e-4)
+    assert restored.image_tasks == with_images.image_tasks == (8, 8) and labels_only.image_tasks is None
 
 
 def test_measured_offsets_override_the_consensus_and_round_to_the_nearest_px():

@@ -66,11 +66,14 @@ class Corrections:
 @dataclass(frozen=True)
 class CorrectedModels:
     """Corrections and the Dawid-Skene models of the corrected maps; edge_fidelity {annotator:
-    fidelity} where the images were measured (pipeline.dataset.edge_offsets)."""
+    fidelity} where the images were measured (pipeline.dataset.edge_offsets); image_tasks
+    (tasks whose image was measured, tasks the corrections were estimated on), or None when
+    no images were given."""
 
     corrections: Corrections
     models: BandedModels
     edge_fidelity: Mapping[str, float] = field(default_factory=dict)
+    image_tasks: tuple[int, int] | None = None
 
     def vote(self, task: Maps, undecided: str = "resolve") -> tuple[np.ndarray, np.ndarray]:
         """Consensus (H, W) uint8 and confidence (H, W) float32 of one image."""
@@ -82,6 +85,7 @@ class CorrectedModels:
             "missed_objects": self.corrections.misses.to_dict(),
             "boundary_offsets": self.corrections.offsets.to_dict(),
             "edge_fidelity": {a: round(f, 4) for a, f in sorted(self.edge_fidelity.items())},
+            "image_tasks": None if self.image_tasks is None else list(self.image_tasks),
         }
 
     @classmethod
@@ -90,10 +94,12 @@ class CorrectedModels:
             misses = MissModel.from_dict(data["missed_objects"])
             offsets = RarityOffsets.from_dict(data["boundary_offsets"])
             fidelity = {str(a): float(f) for a, f in data.get("edge_fidelity", {}).items()}
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            image_tasks = data.get("image_tasks")
+            image_tasks = None if image_tasks is None else (int(image_tasks[0]), int(image_tasks[1]))
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             raise PipelineError(f"not a CorrectedModels dict ({exc!r}); expected the keys of to_dict()") from exc
         models = BandedModels.from_dict(data)
-        return cls(Corrections(models.num_classes, misses, offsets), models, fidelity)
+        return cls(Corrections(models.num_classes, misses, offsets), models, fidelity, image_tasks)
 
 
 def _loaded(item, load: Callable | None, corrections: Corrections | None) -> dict[str, np.ndarray]:
@@ -207,7 +213,8 @@ def estimate_corrected(
         # estimated against models started from a plain majority, since fidelity says where an
         # annotator draws boundaries, not whether they miss or swap objects.
         models = fit(current, thresholds, every_task() if every_task is not None else None, weighted=True)
-    return CorrectedModels(current, models, dict(evidence.fidelity))
+    image_tasks = (evidence.tasks, len(items)) if edges is not None else None
+    return CorrectedModels(current, models, dict(evidence.fidelity), image_tasks)
 
 
 def sample_tasks(

@@ -127,6 +127,7 @@ class EdgeEvidence:
 
     offsets: Mapping[str, float]
     fidelity: Mapping[str, float]
+    tasks: int = 0  # tasks whose image was measured
 
     def start_weights(self) -> dict[str, float]:
         """{annotator: weight of their vote in the first Dawid-Skene pass}: log fidelity, at least 0."""
@@ -134,13 +135,18 @@ class EdgeEvidence:
 
 
 def edge_evidence(per_task: Iterable[EdgeSums]) -> EdgeEvidence:
-    """Each annotator's offset and fidelity over the project, from every task's ``edge_sums``."""
+    """Each annotator's offset and fidelity over the project, from every task's ``edge_sums``
+    (empty for a task without a usable image)."""
     summed: dict[str, np.ndarray] = {}
+    tasks = 0
     for sums in per_task:
+        tasks += bool(sums)
         for a, profile in sums.items():
             summed[a] = summed.get(a, 0) + np.asarray(profile, np.float64)
     offsets = {a: peak_offset(p) for a, p in sorted(summed.items())}
     fidelity = {a: edge_fidelity(p) for a, p in sorted(summed.items())}
     return EdgeEvidence(
-        {a: r for a, r in offsets.items() if r is not None}, {a: f for a, f in fidelity.items() if f is not None}
+        {a: r for a, r in offsets.items() if r is not None},
+        {a: f for a, f in fidelity.items() if f is not None},
+        tasks,
     )

@@ -265,6 +265,12 @@ def run(
     project_id = report_project(validation_path).get("id")
     workers = params.workers or os.cpu_count() or 1
     models = estimate(annotations_dir, num_classes, params, workers, images_dir)
+    if isinstance(models, CorrectedModels) and models.image_tasks and models.image_tasks[0] < models.image_tasks[1]:
+        measured, sampled = models.image_tasks
+        tqdm.write(
+            f"merge: {sampled - measured} of {sampled} sampled tasks have no usable image in {images_dir} (missing, "
+            "unreadable or not the size of their label maps); their boundaries were measured against the consensus only"
+        )
     tally = Tally(num_classes)
     backend = choose_backend(scheduler, params.workers)
     with (
@@ -424,6 +430,10 @@ def agreement_summary(
         "method": params.method,
         "corrections": list(params.corrections) if isinstance(models, CorrectedModels) else [],
         "boundary_zones": list(params.boundary_zones) if params.method == "dawid_skene" else [],
+        # [tasks whose image was measured, tasks the corrections were estimated on]; null: no images
+        "image_measured_tasks": list(models.image_tasks)
+        if isinstance(models, CorrectedModels) and models.image_tasks is not None
+        else None,
         "undecided": params.undecided,
         "tasks": tally.tasks,
         "single_annotator_tasks": tally.single,

@@ -55,6 +55,8 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
         ValidateParams(workers=2),
     )
     assert counts["annotations_ok"] == 360 and counts["tasks_ok"] == 120
+    first = json.loads((tmp_path / "annotations" / "index.jsonl").read_text().splitlines()[0])
+    (tmp_path / "images" / first["image"]).unlink()  # merge measures the others' images
     summary = merge.run(
         tmp_path / "annotations",
         tmp_path / "validation.json",
@@ -72,6 +74,7 @@ def test_export_file_through_validate_and_merge(tmp_path: Path) -> None:
     offsets = {a["email"]: a["boundary_offset_px"] for a in agreement["annotators"].values()}
     assert offsets["good@example.com"] < offsets["sloppy@example.com"]  # wobbly edges lie further off
     assert agreement["summary"]["corrections"] == ["missed_objects", "boundary_offsets"]
+    assert agreement["summary"]["image_measured_tasks"] == [119, 120]
     people = {a["email"]: a for a in agreement["annotators"].values()}
     assert people["good@example.com"]["boundary_offset_reference"] == "image_edges"
     assert people["good@example.com"]["edge_fidelity"] > people["sloppy@example.com"]["edge_fidelity"]

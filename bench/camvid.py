@@ -37,6 +37,7 @@ from bench.consensus import CROWD, DEFAULT_DATA, default_models, simulate_crowd 
 from pipeline.artifacts.annotations import index_writer  # noqa: E402
 from pipeline.artifacts.labels import label_path as consensus_path  # noqa: E402
 from pipeline.artifacts.splits import write_splits  # noqa: E402
+from pipeline.core.images import read_rgb  # noqa: E402
 from pipeline.core.params import BaseParams, ClassInfo, EvaluateParams, TrainParams  # noqa: E402
 from pipeline.dataset.cooccurrence import pixel_keys  # noqa: E402
 from pipeline.dataset.masks import write_label_map  # noqa: E402
@@ -76,7 +77,7 @@ def crowd_labels(
     """The project consensus of the simulated crowd and its uint8 confidence maps, one per truth;
     with ``images`` (one per truth), boundary offsets are measured against their edges as merge does."""
     tasks = simulate_crowd(truths, names, seed, jitter=0.5)
-    pictures = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images] if images else None
+    pictures = [read_rgb(p) for p in images] if images else None  # as merge reads them
     models = default_models(tasks, len(names), pictures)
     merged = [
         merge_tuples(*pixel_keys(task, len(names)), truth.shape, "dawid_skene", models)

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.core.images import read_rgb
 from pipeline.demo.crowd import class_pairs, simulate_annotator
 from pipeline.demo.thin_structures import CLASSES as THIN_CLASSES
 from pipeline.demo.thin_structures import vessel_image, vessel_map
@@ -64,7 +65,7 @@ def camvid(root: Path, images: int, seed: int) -> DataSet | None:
         label[label == void] = 255
         truths.append(label)
         picture = files[i].parent.parent / files[i].parent.name.removesuffix("annot") / files[i].name
-        images.append(cv2.cvtColor(cv2.imread(str(picture)), cv2.COLOR_BGR2RGB))
+        images.append(read_rgb(picture))  # as merge reads them
     pairs, background = class_pairs(CAMVID_PAIRS, names), [names.index(n) for n in CAMVID_BACKGROUND]
     return DataSet("camvid", names, truths, pairs, background, images)
 

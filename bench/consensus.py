@@ -1,7 +1,7 @@
 """Consensus methods on a matrix of simulated crowds, scored against the ground truth.
 
     .venv/bin/python bench/consensus.py [--seeds 0 1234] [--images 12] [--sizes 2 3 5]
-        [--data camvid thin] [--staple-images 2] [--json out.json]
+        [--data camvid thin] [--staple-images 2] [--mirrored-only] [--json out.json]
 
 Cells: (data set, crowd size, featured error profile) x seed; crowds as in bench/crowd_matrix.py.
 Data: CamVid label maps (11 classes, from ../shared/datasets/camvid; skipped if absent) and
@@ -21,6 +21,12 @@ generated 480x360 vessel maps (3 classes, every object a few px wide). For every
     default       merge's defaults (MergeParams()) with the images at hand: labels only, but each
                   annotator's boundary offset measured against the images' edges
     staple        SimpleITK MultiLabelSTAPLE, on the first --staple-images images only
+
+Mirrored worlds: a crowd of one expert, one swapper and spammers gives the same maps whether the
+expert or the swapper drew the truth (crowd_matrix.mirrored_truths: the truth with the swapper's
+swaps). For such cells the default is also scored against the mirrored truth. The images are the
+same in both worlds too, so only a method that recognises the classes by their appearance could
+meet the floors in both; one that mixes the two readings meets them in neither. --mirrored-only runs just those cells.
 
 --trios replaces the matrix by crowds of three the way labelling leads describe theirs: a careful
 annotator (1-2 px), one who paints every region 1-3 px too large, and a misser or a swapper.
@@ -45,7 +51,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.crowd_matrix import PROFILES, TRIO_THIRDS, camvid, draw_crowd, draw_trio, simulate_cell, thin  # noqa: E402
+from bench.crowd_matrix import (  # noqa: E402
+    PROFILES,
+    TRIO_THIRDS,
+    camvid,
+    draw_crowd,
+    draw_trio,
+    mirrorable,
+    mirrored_truths,
+    simulate_cell,
+    thin,
+)
 from pipeline.core.params import MergeParams  # noqa: E402
 from pipeline.dataset.consensus import estimate_annotator_models, majority_vote, staple, weighted_vote  # noqa: E402
 from pipeline.dataset.crowd_corrections import estimate_corrected  # noqa: E402
@@ -163,14 +179,18 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
     }
     vote_models, vote_fit = timed(lambda: estimate_annotator_models(tasks, c, iterations=5))
     rows["vote"] = {**score(truths, tasks, lambda t: weighted_vote(t, vote_models), c), "fit": vote_fit}
+    merges = {}
     for key, options in VARIANTS.items():
         models, fit = timed(lambda o=options: corrected_models(tasks, c, data.images, iterations=10, **o))
-        rows[key] = {**score(truths, tasks, lambda t, m=models: m.vote(t)[0], c), "fit": fit}
+        merges[key] = lambda t, m=models: m.vote(t)[0]
+        rows[key] = {**score(truths, tasks, merges[key], c), "fit": fit}
     if staple_images:
         rows["staple"] = score(truths[:staple_images], tasks[:staple_images], lambda t: staple(t, c), c)
     best = max(singles.values())
     floor = max(rows["argmax"]["miou"] + MARGIN, best)
+    mirror = mirrored_truths(data, crowd, seed, cell) if not featured.startswith("trio-") else None
     return {
+        "mirror": None if mirror is None else mirror_scores(mirror, tasks, merges["default"], c),
         "data": data.name,
         "size": size,
         "featured": featured,
@@ -182,6 +202,16 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
         "floor": floor,
         "wins": size < 3 or rows["default"]["miou"] >= floor,
     }
+
+
+def mirror_scores(mirror, tasks, merge_default, num_classes: int) -> dict:
+    """The cell scored against its mirrored world's truths (crowd_matrix.mirrored_truths): the same
+    maps, the same default consensus, the other annotator the expert."""
+    best = max(score(mirror, tasks, lambda t, a=a: t[a], num_classes)["miou"] for a in tasks[0])
+    argmax = score(mirror, tasks, lambda t: argmax_majority(t, num_classes), num_classes)["miou"]
+    default = score(mirror, tasks, merge_default, num_classes)["miou"]
+    floor = max(argmax + MARGIN, best)
+    return {"best_single": best, "argmax": argmax, "default": default, "floor": floor, "wins": default >= floor}
 
 
 COLUMNS = ("vote", "ds_plain", "ds_banded", "ds_zones", "ds_corrected", "labels_only")
@@ -217,6 +247,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--trios",
         action="store_true",
         help="instead of the matrix: crowds of a careful annotator, a dilator and a misser or a swapper",
+    )
+    parser.add_argument(
+        "--mirrored-only",
+        action="store_true",
+        help="only the cells whose crowd has a mirrored world (one expert, one swapper, spammers)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write every cell's figures here")
     parser.add_argument(
@@ -261,6 +296,8 @@ def main(argv=None) -> int:
             cells = [(size, featured) for size in args.sizes for featured in args.profiles]
             if args.trios:
                 cells = [(3, f"trio-{third}") for third in TRIO_THIRDS]
+            if args.mirrored_only:
+                cells = [(n, p) for n, p in cells if n >= 3 and mirrorable(draw_crowd(seed, name, n, p))]
             for size, featured in cells:
                 results.append(run_cell(data, size, featured, seed, args.staple_images))
                 print_cell(results[-1])
@@ -301,6 +338,21 @@ def summarize(results: list[dict]) -> None:
         f"annotators; merge call at most {merge_ms:.1f} ms CPU per image (target {TARGET_MS:.0f} ms), "
         f"estimation at most {max(fits):.0f} ms CPU per image"
     )
+    mirrored = [r for r in judged if r.get("mirror")]
+    if mirrored:
+        print(
+            "\nMirrored worlds (crowds of one expert, one swapper and spammers: the same maps and images "
+            "whichever of the two drew the truth; crowd_matrix.mirrored_truths)\n\n"
+            "| data | seed | n | featured | default | floor | mirrored: default | floor | floors met |\n"
+            "|---|---|---|---|---|---|---|---|---|"
+        )
+        for r in mirrored:
+            m = r["mirror"]
+            met = " and ".join(w for w, ok in (("this world", r["wins"]), ("mirrored", m["wins"])) if ok) or "neither"
+            print(
+                f"| {r['data']} | {r['seed']} | {r['size']} | {r['featured']} | {r['methods']['default']['miou']:.3f} "
+                f"| {r['floor']:.3f} | {m['default']:.3f} | {m['floor']:.3f} | {met} |"
+            )
     for r in judged:
         if not r["wins"]:
             print(

@@ -122,6 +122,33 @@ def _severity(profile: str, rng: np.random.Generator) -> dict:
     return {"profile": {"expert": "good"}.get(profile, profile)}
 
 
+def mirrorable(crowd: list[Annotator]) -> bool:
+    """Whether the crowd is one expert, one swapper and spammers only (see mirrored_truths)."""
+    return sorted(p.profile for p in crowd if p.profile != "spammer") == ["expert", "swapper"]
+
+
+def mirrored_truths(data: DataSet, crowd: list[Annotator], seed: int, cell: int) -> list[np.ndarray] | None:
+    """The truths of the cell's mirrored world, for a crowd of one expert, one swapper and spammers
+    only (None for any other crowd): the swapper's maps before their jitter, i.e. the truth with the
+    swapper's swaps. In that world the same maps are an expert's (the swapper's) and a swapper's
+    (the expert's: the same objects swapped back), and the spammers' maps owe nothing to either
+    truth, so both worlds give every method the same maps and the same images."""
+    if not mirrorable(crowd):
+        return None
+    j = next(i for i, p in enumerate(crowd) if p.profile == "swapper")
+    return [
+        simulate_annotator(
+            truth,
+            rng=np.random.default_rng([seed, cell, i, j]),  # simulate_cell's draws: the same swaps
+            num_classes=len(data.classes),
+            pairs=data.pairs,
+            background=data.background,
+            **{**crowd[j].options, "jitter": 0.0},
+        )
+        for i, truth in enumerate(data.truths)
+    ]
+
+
 def simulate_cell(data: DataSet, crowd: list[Annotator], seed: int, cell: int) -> list[dict[str, np.ndarray]]:
     """{annotator name: (H, W) uint8} per image of the data set."""
     tasks = []

@@ -26,7 +26,8 @@ Mirrored worlds: a crowd of one expert, one swapper and spammers gives the same 
 expert or the swapper drew the truth (crowd_matrix.mirrored_truths: the truth with the swapper's
 swaps). For such cells the default is also scored against the mirrored truth. The images are the
 same in both worlds too, so only a method that recognises the classes by their appearance could
-meet the floors in both; one that mixes the two readings meets them in neither. --mirrored-only runs just those cells.
+meet the floors in both; one that mixes the two readings meets them in neither. --mirrored-only
+runs just those cells.
 
 --trios replaces the matrix by crowds of three the way labelling leads describe theirs: a careful
 annotator (1-2 px), one who paints every region 1-3 px too large, and a misser or a swapper.

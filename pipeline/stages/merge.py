@@ -40,7 +40,7 @@ from pipeline.artifacts.labels import CONFIDENCE_DIR, confidence_path, label_pat
 from pipeline.artifacts.reports import report_project, streamed_report
 from pipeline.core.atomic import replace_dir
 from pipeline.core.constants import IGNORE_INDEX
-from pipeline.core.errors import ImageError, ParamsError, PipelineError
+from pipeline.core.errors import ImageError, ParamsError, PipelineError, UnsafeReferenceError
 from pipeline.core.images import read_rgb
 from pipeline.core.parallel import ordered_map
 from pipeline.core.params import BaseParams, MergeParams
@@ -62,6 +62,7 @@ from pipeline.dataset.edge_offsets import image_edges
 from pipeline.dataset.masks import decode_label_map, encode_label_map
 from pipeline.dataset.metrics import mean_pair_iou
 from pipeline.dataset.task_consensus import METHODS, banded_of, merge_tuples
+from pipeline.labelstudio.references import local_file_path
 from pipeline.labelstudio.tasks import task_link
 
 
@@ -313,11 +314,13 @@ def task_edges(images_dir: Path, task: dict) -> np.ndarray | None:
     when the index names no image inside ``images_dir``, or it cannot be read or is not the size
     the label maps are (then the task's boundaries are measured against the consensus only)."""
     name = task.get("image")
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str):
         return None
-    root = images_dir.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    try:
+        path = local_file_path(name, images_dir)  # never outside the folder, symlinks included
+    except UnsafeReferenceError:
+        return None
+    if not path.is_file():
         return None
     try:
         rgb = read_rgb(path)

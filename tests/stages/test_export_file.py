@@ -133,7 +133,9 @@ def test_task_edges_read_only_the_task_image_inside_the_image_folder(tmp_path: P
     task = {"image": "a.png", "height": 6, "width": 8}
     edges = merge.task_edges(images, task)
     assert edges.shape == (6, 8) and edges[:, 3:5].min() > 0 and edges[:, 0].max() == 0
-    for hostile in ("../outside.png", str(tmp_path / "outside.png"), "missing.png", None, 7, ""):
+    (images / "link.png").symlink_to(tmp_path / "outside.png")
+    outside = ("../outside.png", str(tmp_path / "outside.png"), "link.png")  # climbing, absolute, symlink
+    for hostile in (*outside, "missing.png", None, 7, "", "a\x00.png"):
         assert merge.task_edges(images, {**task, "image": hostile}) is None
     assert merge.task_edges(images, {**task, "height": 7}) is None  # not the label maps' size
     (images / "junk.png").write_bytes(b"not an image")

@@ -173,11 +173,8 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
     else:
         crowd, cell = draw_crowd(seed, data.name, size, featured), 1000 * size + PROFILES.index(featured)
     tasks, truths, c = simulate_cell(data, crowd, seed, cell), data.truths, len(data.classes)
-    singles = {p.name: score(truths, tasks, lambda t, a=p.name: t[a], c)["miou"] for p in crowd}
-    rows = {
-        "argmax": score(truths, tasks, lambda t: argmax_majority(t, c), c),
-        "majority": score(truths, tasks, lambda t: majority_vote(t, c), c),
-    }
+    singles, argmax = baselines(truths, tasks, c)
+    rows = {"argmax": argmax, "majority": score(truths, tasks, lambda t: majority_vote(t, c), c)}
     vote_models, vote_fit = timed(lambda: estimate_annotator_models(tasks, c, iterations=5))
     rows["vote"] = {**score(truths, tasks, lambda t: weighted_vote(t, vote_models), c), "fit": vote_fit}
     merges = {}
@@ -187,9 +184,8 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
         rows[key] = {**score(truths, tasks, merges[key], c), "fit": fit}
     if staple_images:
         rows["staple"] = score(truths[:staple_images], tasks[:staple_images], lambda t: staple(t, c), c)
-    best = max(singles.values())
-    floor = max(rows["argmax"]["miou"] + MARGIN, best)
-    mirror = mirrored_truths(data, crowd, seed, cell) if not featured.startswith("trio-") else None
+    best, floor = max(singles.values()), floor_of(singles, argmax["miou"])
+    mirror = mirrored_truths(data, crowd, seed, cell)
     return {
         "mirror": None if mirror is None else mirror_scores(mirror, tasks, merges["default"], c),
         "data": data.name,
@@ -205,14 +201,30 @@ def run_cell(data, size: int, featured: str, seed: int, staple_images: int) -> d
     }
 
 
+def baselines(truths, tasks, num_classes: int) -> tuple[dict[str, float], dict]:
+    """{annotator: mIoU of their maps alone} and plain argmax's score, against ``truths``."""
+    singles = {a: score(truths, tasks, lambda t, a=a: t[a], num_classes)["miou"] for a in tasks[0]}
+    return singles, score(truths, tasks, lambda t: argmax_majority(t, num_classes), num_classes)
+
+
+def floor_of(singles: dict[str, float], argmax_miou: float) -> float:
+    """What the default must reach: argmax + MARGIN and the best single annotator."""
+    return max(argmax_miou + MARGIN, max(singles.values()))
+
+
 def mirror_scores(mirror, tasks, merge_default, num_classes: int) -> dict:
     """The cell scored against its mirrored world's truths (crowd_matrix.mirrored_truths): the same
     maps, the same default consensus, the other annotator the expert."""
-    best = max(score(mirror, tasks, lambda t, a=a: t[a], num_classes)["miou"] for a in tasks[0])
-    argmax = score(mirror, tasks, lambda t: argmax_majority(t, num_classes), num_classes)["miou"]
+    singles, argmax = baselines(mirror, tasks, num_classes)
     default = score(mirror, tasks, merge_default, num_classes)["miou"]
-    floor = max(argmax + MARGIN, best)
-    return {"best_single": best, "argmax": argmax, "default": default, "floor": floor, "wins": default >= floor}
+    floor = floor_of(singles, argmax["miou"])
+    return {
+        "best_single": max(singles.values()),
+        "argmax": argmax["miou"],
+        "default": default,
+        "floor": floor,
+        "wins": default >= floor,
+    }
 
 
 COLUMNS = ("vote", "ds_plain", "ds_banded", "ds_zones", "ds_corrected", "labels_only")

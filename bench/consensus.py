@@ -58,6 +58,7 @@ from bench.crowd_matrix import (  # noqa: E402
     camvid,
     draw_crowd,
     draw_trio,
+    identity_tie,
     mirrorable,
     mirrored_truths,
     simulate_cell,
@@ -310,7 +311,9 @@ def main(argv=None) -> int:
             if args.trios:
                 cells = [(3, f"trio-{third}") for third in TRIO_THIRDS]
             if args.mirrored_only:
-                cells = [(n, p) for n, p in cells if n >= 3 and mirrorable(draw_crowd(seed, name, n, p))]
+                cells = [
+                    (n, p) for n, p in cells if n >= 3 and mirrorable([a.profile for a in draw_crowd(seed, name, n, p)])
+                ]
             for size, featured in cells:
                 results.append(run_cell(data, size, featured, seed, args.staple_images))
                 print_cell(results[-1])
@@ -366,12 +369,26 @@ def summarize(results: list[dict]) -> None:
                 f"| {r['data']} | {r['seed']} | {r['size']} | {r['featured']} | {r['methods']['default']['miou']:.3f} "
                 f"| {r['floor']:.3f} | {m['default']:.3f} | {m['floor']:.3f} | {met} |"
             )
-    for r in judged:
-        if not r["wins"]:
-            print(
-                f"  below: {r['data']} seed {r['seed']} n={r['size']} {r['featured']}: default "
-                f"{r['methods']['default']['miou']:.3f} < floor {r['floor']:.3f}; crowd {r['crowd']}"
-            )
+    below = [r for r in judged if not r["wins"]]
+    for r in below:
+        tie = " (identity tie)" if identity_tie(profiles_of(r)) else ""
+        print(
+            f"  below{tie}: {r['data']} seed {r['seed']} n={r['size']} {r['featured']}: default "
+            f"{r['methods']['default']['miou']:.3f} < floor {r['floor']:.3f}; crowd {r['crowd']}"
+        )
+    ties = [r for r in judged if identity_tie(profiles_of(r))]
+    if ties:
+        print(
+            f"\nidentity ties (one swapper and one other annotator who is not a spammer: "
+            f"crowd_matrix.identity_tie): {len(ties)} of {len(judged)} cells, {sum(not r['wins'] for r in ties)} "
+            f"of them below the floors ({sum(mirrorable(profiles_of(r)) for r in ties)} mirrored); "
+            f"{len(below) - sum(not r['wins'] for r in ties)} other cells below the floors"
+        )
+
+
+def profiles_of(result: dict) -> list[str]:
+    """The bench profiles of a cell's crowd, from its annotators' names ("a1-swapper")."""
+    return [name.split("-", 1)[1] for name in result["crowd"]]
 
 
 if __name__ == "__main__":

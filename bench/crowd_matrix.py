@@ -122,9 +122,18 @@ def _severity(profile: str, rng: np.random.Generator) -> dict:
     return {"profile": {"expert": "good"}.get(profile, profile)}
 
 
-def mirrorable(crowd: list[Annotator]) -> bool:
-    """Whether the crowd is one expert, one swapper and spammers only (see mirrored_truths)."""
-    return sorted(p.profile for p in crowd if p.profile != "spammer") == ["expert", "swapper"]
+def identity_tie(profiles: list[str]) -> bool:
+    """Whether the identity of the classes a swapper swaps rests on two opinions only: one swapper
+    and one other annotator who is not a spammer. Where the two give an object different classes
+    nobody breaks the tie, so on those objects the consensus can only pick a side."""
+    informative = [p for p in profiles if p != "spammer"]
+    return len(informative) == 2 and informative.count("swapper") == 1
+
+
+def mirrorable(profiles: list[str]) -> bool:
+    """Whether a crowd of these profiles is one expert, one swapper and spammers only (see
+    mirrored_truths): the identity tie whose other side errs in nothing else."""
+    return identity_tie(profiles) and "expert" in profiles
 
 
 def mirrored_truths(data: DataSet, crowd: list[Annotator], seed: int, cell: int) -> list[np.ndarray] | None:
@@ -133,7 +142,7 @@ def mirrored_truths(data: DataSet, crowd: list[Annotator], seed: int, cell: int)
     swapper's swaps. In that world the same maps are an expert's (the swapper's) and a swapper's
     (the expert's: the same objects swapped back), and the spammers' maps owe nothing to either
     truth, so both worlds give every method the same maps and the same images."""
-    if not mirrorable(crowd):
+    if not mirrorable([p.profile for p in crowd]):
         return None
     j = next(i for i, p in enumerate(crowd) if p.profile == "swapper")
     return [

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.crowd_matrix import Annotator, mirrorable, mirrored_truths, simulate_cell, thin
+from bench.crowd_matrix import Annotator, identity_tie, mirrorable, mirrored_truths, simulate_cell, thin
 
 EXPERT = Annotator("a0-expert", "expert", {"profile": "good"})
 SWAPPER = Annotator("a1-swapper", "swapper", {"profile": "confuser", "swap_prob": 0.5})
@@ -20,10 +20,14 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a == b))
 
 
+def profiles(*crowd: Annotator) -> list[str]:
+    return [p.profile for p in crowd]
+
+
 def test_only_expert_swapper_and_spammers_mirror(vessels):
-    assert mirrorable([EXPERT, SWAPPER, SPAMMER]) and mirrorable([SPAMMER, SWAPPER, EXPERT])
-    assert not mirrorable([EXPERT, SWAPPER, DILATOR])  # the dilator's classes side with one truth
-    assert not mirrorable([EXPERT, SPAMMER])
+    assert mirrorable(profiles(EXPERT, SWAPPER, SPAMMER)) and mirrorable(profiles(SPAMMER, SWAPPER, EXPERT))
+    assert not mirrorable(profiles(EXPERT, SWAPPER, DILATOR))  # the dilator's classes side with one truth
+    assert not mirrorable(profiles(EXPERT, SPAMMER))
     assert mirrored_truths(vessels, [EXPERT, SWAPPER, DILATOR], 5, 3004) is None
 
 
@@ -39,3 +43,12 @@ def test_mirrored_truth_is_the_swappers_reading(vessels):
         assert agreement(task[SWAPPER.name], other) > agreement(task[SWAPPER.name], truth)
         assert agreement(task[EXPERT.name], truth) > agreement(task[EXPERT.name], other)
         assert abs(agreement(task[SWAPPER.name], other) - agreement(task[EXPERT.name], truth)) < 0.005
+
+
+def test_identity_ties_are_one_swapper_and_one_other_informative_annotator():
+    assert identity_tie(profiles(DILATOR, SPAMMER, SWAPPER))  # the dilator alone says which class is right
+    assert identity_tie(profiles(EXPERT, SWAPPER, SPAMMER, SPAMMER))
+    assert not identity_tie(profiles(EXPERT, SWAPPER, DILATOR))  # two against the swapper
+    assert not identity_tie(profiles(EXPERT, DILATOR, SPAMMER))  # nobody swaps
+    assert not identity_tie(profiles(SWAPPER, SPAMMER, SPAMMER))  # nobody else
+    assert not mirrorable(profiles(DILATOR, SPAMMER, SWAPPER))  # a tie, but the dilator errs otherwise too

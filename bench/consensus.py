@@ -27,7 +27,9 @@ expert or the swapper drew the truth (crowd_matrix.mirrored_truths: the truth wi
 swaps). For such cells the default is also scored against the mirrored truth. The images are the
 same in both worlds too, so only a method that recognises the classes by their appearance could
 meet the floors in both; one that mixes the two readings meets them in neither. --mirrored-only
-runs just those cells.
+runs just those cells. More generally, the summary tags identity ties (crowd_matrix.identity_tie:
+one swapper and one other annotator who is not a spammer), where nobody breaks a tie between two
+readings of an object's class.
 
 --trios replaces the matrix by crowds of three the way labelling leads describe theirs: a careful
 annotator (1-2 px), one who paints every region 1-3 px too large, and a misser or a swapper.
@@ -378,11 +380,12 @@ def summarize(results: list[dict]) -> None:
         )
     ties = [r for r in judged if identity_tie(profiles_of(r))]
     if ties:
+        tied_below = [r for r in ties if not r["wins"]]
         print(
             f"\nidentity ties (one swapper and one other annotator who is not a spammer: "
-            f"crowd_matrix.identity_tie): {len(ties)} of {len(judged)} cells, {sum(not r['wins'] for r in ties)} "
-            f"of them below the floors ({sum(mirrorable(profiles_of(r)) for r in ties)} mirrored); "
-            f"{len(below) - sum(not r['wins'] for r in ties)} other cells below the floors"
+            f"crowd_matrix.identity_tie): {len(ties)} of {len(judged)} cells, {len(tied_below)} of them below "
+            f"the floors ({sum(mirrorable(profiles_of(r)) for r in tied_below)} mirrored); "
+            f"{len(below) - len(tied_below)} other cells below the floors"
         )
 
 

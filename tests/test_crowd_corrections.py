@@ -97,12 +97,24 @@ def test_miss_counts_known_answer():
     b = _squares(0)
     a = b.copy()
     a[b == 2] = 0  # a misses every class-2 square of b
-    counts = miss_counts({"a": a, "b": b}, 3)
+    c = b.copy()  # c draws them too: b's squares are confirmed objects
+    counts = miss_counts({"a": a, "b": b, "c": c}, 3)
     assert counts[("a", "b", 2)] == (5, 5) and counts[("a", "b", 1)] == (0, 4)
     assert ("b", "a", 2) not in counts  # a has no class-2 object to miss
     assert counts[("b", "a", 1)] == (0, 4)
     a[:, :32] = 255  # objects in pixels a left unlabelled are not misses
-    assert miss_counts({"a": a, "b": b}, 3)[("a", "b", 2)][1] < 5
+    assert miss_counts({"a": a, "b": b, "c": c}, 3)[("a", "b", 2)][1] < 5
+
+
+def test_objects_only_one_annotator_draws_are_no_misses_of_the_others():
+    b = _squares(0)
+    a, c = b.copy(), b.copy()
+    b[57:63, 17:23] = 2  # a square only b draws (a neighbour painted over, an invented object)
+    counts = miss_counts({"a": a, "b": b, "c": c}, 3)
+    assert counts[("a", "b", 2)] == (0, 5) and counts[("c", "b", 2)] == (0, 5)
+    assert ("a", "b", 2) not in miss_counts({"a": a, "b": b}, 3)  # two annotators confirm nothing
+    c[57:63, 17:23] = 2  # once c draws it too, a misses it
+    assert miss_counts({"a": a, "b": b, "c": c}, 3)[("a", "b", 2)] == (1, 6)
 
 
 def planted_misser(images: int = 6):

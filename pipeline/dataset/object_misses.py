@@ -4,8 +4,11 @@ A "misser" paints a missed object with the surrounding class, so per pixel their
 "background" exactly where the object is; Dawid-Skene then weighs that label as evidence
 against the object. At object level the error is visible: annotator a misses b's object (a
 connected component of b's class-k pixels, at least ``min_size`` px, inside pixels a labelled)
-when a has no k pixel inside it. Over the project, m[a, b, k] = share of b's class-k objects a
-misses. When a misses b's k objects often (m[a, b, k] >= ``rate``, at least ``min_objects``
+when a has no k pixel inside it. Only objects a third annotator confirms (draws k inside) are
+counted: an object b alone draws (a missed neighbour b painted over with k, an invented one, a
+swapped one) says nothing about whether a misses objects, and counted it would make a careful a
+look like a misser of b's objects. Over the project, m[a, b, k] = share of b's confirmed class-k
+objects a misses. When a misses b's k objects often (m[a, b, k] >= ``rate``, at least ``min_objects``
 objects seen) and b rarely misses a's (m[b, a, k] <= m[a, b, k] * ``ratio``), and b is a reliable
 annotator (modelled accuracy >= ``min_accuracy``) whose k labels are mostly right (modelled
 precision >= ``min_precision``: a swapper's objects are not missed ones), a's labels inside the class-k objects of b
@@ -67,19 +70,23 @@ def _object_hits(ids: np.ndarray, classes: np.ndarray, other: np.ndarray, num_cl
 def miss_counts(task: Mapping[str, np.ndarray], num_classes: int, min_size: int = MIN_SIZE) -> MissCounts:
     """{(a, b, k): (missed, seen)} class-k objects of b that a misses, over one image.
 
-    Only objects inside pixels a labelled count (an unlabelled patch is not a miss)."""
+    Only objects inside pixels a labelled count (an unlabelled patch is not a miss), and only
+    objects another annotator than a and b also draws (so two annotators alone count nothing)."""
     names = sorted(task)
     out: MissCounts = {}
     for b in names:
         ids, classes = _components(task[b], num_classes, min_size)
         if len(classes) < 2:
             continue
-        for a in names:
-            if a == b:
-                continue
-            seen, hit = _object_hits(ids, classes, task[a], num_classes)
-            missed = np.bincount(classes[seen & ~hit], minlength=num_classes)
-            total = np.bincount(classes[seen], minlength=num_classes)
+        hits = {a: _object_hits(ids, classes, task[a], num_classes) for a in names if a != b}
+        for a, (seen, hit) in hits.items():
+            confirmed = np.zeros_like(hit)
+            for c, (_, hit_by_c) in hits.items():
+                if c != a:
+                    confirmed |= hit_by_c
+            counted = seen & confirmed
+            missed = np.bincount(classes[counted & ~hit], minlength=num_classes)
+            total = np.bincount(classes[counted], minlength=num_classes)
             for k in np.flatnonzero(total):
                 out[(a, b, int(k))] = (int(missed[k]), int(total[k]))
     return out

@@ -79,12 +79,9 @@ def miss_counts(task: Mapping[str, np.ndarray], num_classes: int, min_size: int 
         if len(classes) < 2:
             continue
         hits = {a: _object_hits(ids, classes, task[a], num_classes) for a in names if a != b}
+        drawn_by = sum(hit.astype(np.int64) for _, hit in hits.values())  # (N,) annotators besides b
         for a, (seen, hit) in hits.items():
-            confirmed = np.zeros_like(hit)
-            for c, (_, hit_by_c) in hits.items():
-                if c != a:
-                    confirmed |= hit_by_c
-            counted = seen & confirmed
+            counted = seen & (drawn_by - hit > 0)  # someone besides a and b draws the object
             missed = np.bincount(classes[counted & ~hit], minlength=num_classes)
             total = np.bincount(classes[counted], minlength=num_classes)
             for k in np.flatnonzero(total):
